@@ -1,0 +1,1 @@
+"""The four npsloop services and the command line that runs them."""

@@ -1,0 +1,1 @@
+"""Aggregator: rolling NPS per window, counted once per response, on /metrics."""

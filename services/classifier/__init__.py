@@ -1,0 +1,1 @@
+"""Classifier: responses in, responses understood (category and more) out."""

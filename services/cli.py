@@ -1,0 +1,147 @@
+"""The `npsloop` command: run a worker, the whole system, migrations, topics, the local outbox."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.settings import SERVICES, ServiceName, Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "\n".join(
+            f"  NPSLOOP_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors(include_url=False)
+        )
+        raise SystemExit(f"npsloop: the configuration is not valid:\n{problems}") from exc
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from shared.kafka_admin import ensure_topics
+    from shared.streams import run_worker
+
+    settings = _settings()
+    service: ServiceName = args.service
+    ensure_topics(
+        settings.require_bootstrap_servers(),
+        settings.namespace,
+        replication_factor=settings.kafka_replication_factor,
+    )
+    module = importlib.import_module(f"services.{service}.app")
+    run_worker(module.create_app(settings), settings)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from services.up import run
+
+    return run(_settings(), demo=args.demo, demo_rate=args.rate)
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    from shared.db import migrate
+
+    settings = _settings()
+    urls = {settings.database_url_of(service) for service in SERVICES}
+    for url in sorted(urls):
+        migrate(url)
+    print(f"migrated {len(urls)} database(s)")
+    return 0
+
+
+def cmd_topics(_args: argparse.Namespace) -> int:
+    from shared.kafka_admin import ensure_topics
+
+    settings = _settings()
+    created = ensure_topics(
+        settings.require_bootstrap_servers(),
+        settings.namespace,
+        replication_factor=settings.kafka_replication_factor,
+    )
+    print("created: " + (", ".join(created) if created else "none, all topics exist"))
+    return 0
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    path = _settings().local_outbox_path
+    printed = _print_outbox(path, 0, args.last)
+    while args.follow:
+        time.sleep(0.5)
+        printed = _print_outbox(path, printed, None)
+    if printed == 0 and not path.exists():
+        print(f"the local outbox {path} is empty: nothing was sent without credentials yet")
+    return 0
+
+
+def _print_outbox(path: Path, skip: int, last: int | None) -> int:
+    if not path.exists():
+        return skip
+    lines = path.read_text(encoding="utf-8").splitlines()
+    shown = lines[skip:] if last is None else lines[-last:]
+    for line in shown:
+        print(format_outbox_line(json.loads(line)))
+    return len(lines)
+
+
+def format_outbox_line(record: dict[str, Any]) -> str:
+    """One delivery from the local outbox, as a person reads it."""
+    payload = record["payload"]
+    if record["channel"] == "slack":
+        return f"[slack {payload['channel']}] {payload['text']}"
+    return f"[email to {payload['to_email']}] {payload['subject']}"
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "worker": cmd_worker,
+    "up": cmd_up,
+    "migrate": cmd_migrate,
+    "topics": cmd_topics,
+    "outbox": cmd_outbox,
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="npsloop",
+        description="Closed-loop NPS feedback on Kafka. Settings come from NPSLOOP_* variables.",
+    )
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    worker = commands.add_parser("worker", help="run one service's Faust worker")
+    worker.add_argument("service", choices=SERVICES)
+    up = commands.add_parser("up", help="start the embedded broker and all four workers")
+    up.add_argument("--demo", action="store_true", help="feed realistic demo traffic")
+    up.add_argument(
+        "--rate", type=float, default=2.0, help="demo responses per second (default 2)"
+    )
+    commands.add_parser("migrate", help="apply database migrations")
+    commands.add_parser("topics", help="create the topics of the registry that are missing")
+    outbox = commands.add_parser("outbox", help="show what was sent to the local outbox")
+    outbox.add_argument("-n", "--last", type=int, default=20, help="how many (default 20)")
+    outbox.add_argument("-f", "--follow", action="store_true", help="keep showing new ones")
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except ConnectionError as exc:
+        print(f"npsloop: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

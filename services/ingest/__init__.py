@@ -1,0 +1,1 @@
+"""Ingest: the HTTP edge. Purchases and responses in, events on their topics out."""

@@ -1,0 +1,143 @@
+"""The edge's contracts: what upstream systems and survey pages submit, and the events made of it.
+
+Submissions are strict (an unknown field is a 422, it is probably a typo); the
+events they become are defined in shared.events. Event ids are derived from the
+source and its id, so the same submission sent twice publishes the same event.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from shared.events import (
+    Contact,
+    EmailAddress,
+    Experience,
+    FollowUpAnswers,
+    Identifier,
+    Label,
+    Locale,
+    Purchase,
+    PurchaseKind,
+    Response,
+    ResponseSource,
+    Score,
+    Segment,
+    SurveyKind,
+)
+from shared.ids import event_id
+
+
+class Submission(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ContactSubmission(Submission):
+    email: EmailAddress | None = None
+    name: Label | None = None
+
+
+class ResponseSubmission(Submission):
+    """A survey answer. Send it again with a comment to update the same response."""
+
+    response_id: Identifier | None = Field(
+        None, description="Stable id of the response; defaults to the invitation id."
+    )
+    invitation_id: Identifier | None = None
+    customer_id: Identifier
+    survey_kind: SurveyKind = SurveyKind.NPS
+    score: Score = Field(description="How likely to recommend us, 0-10.")
+    comment: Annotated[str, Field(max_length=10_000)] | None = None
+    answers: FollowUpAnswers = FollowUpAnswers()
+    source: ResponseSource = ResponseSource.WEBHOOK
+    locale: Locale | None = None
+    contact: ContactSubmission = ContactSubmission()
+    segment: Segment = Segment()
+    responded_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _identified(self) -> ResponseSubmission:
+        if self.response_id is None and self.invitation_id is None:
+            raise ValueError("give response_id or invitation_id, so updates find their response")
+        return self
+
+    def to_event(self, received_at: datetime) -> Response:
+        response_id = self.response_id or self.invitation_id
+        assert response_id is not None
+        content = {"score": self.score, "comment": self.comment, "answers": self.answers.model_dump()}
+        return Response(
+            event_id=event_id(f"response:{self.source}", response_id, content),
+            occurred_at=received_at,
+            response_id=response_id,
+            invitation_id=self.invitation_id,
+            customer_id=self.customer_id,
+            survey_kind=self.survey_kind,
+            score=self.score,
+            comment=self.comment,
+            answers=self.answers,
+            source=self.source,
+            locale=self.locale,
+            contact=Contact(**self.contact.model_dump()),
+            segment=self.segment,
+            responded_at=self.responded_at or received_at,
+        )
+
+
+class PurchaseSubmission(Submission):
+    """An order event from an upstream system."""
+
+    kind: PurchaseKind = PurchaseKind.PURCHASE
+    order_id: Identifier
+    customer_id: Identifier
+    amount: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=4)]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217, e.g. DKK")]
+    products: Annotated[list[Label], Field(max_length=200)] = []
+    segment: Segment = Segment()
+    experience: Experience = Experience.PRODUCT
+    contact: ContactSubmission = ContactSubmission()
+    locale: Locale | None = None
+    purchased_at: AwareDatetime | None = None
+
+    def to_event(self, received_at: datetime) -> Purchase:
+        return Purchase(
+            event_id=event_id(f"purchase:{self.kind}", self.order_id),
+            occurred_at=received_at,
+            kind=self.kind,
+            order_id=self.order_id,
+            customer_id=self.customer_id,
+            amount=self.amount,
+            currency=self.currency,
+            products=self.products,
+            segment=self.segment,
+            experience=self.experience,
+            contact=Contact(**self.contact.model_dump()),
+            locale=self.locale,
+            purchased_at=self.purchased_at or received_at,
+        )
+
+
+class PurchaseBatch(Submission):
+    """Several order events in one request; all are accepted or none."""
+
+    purchases: Annotated[list[PurchaseSubmission], Field(min_length=1, max_length=1000)]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def validation_errors(errors: list[Any]) -> list[dict[str, Any]]:
+    """Pydantic's errors as the API reports them: where, what, and the kind of problem."""
+    return [
+        {
+            "loc": ["body", *error["loc"]],
+            "field": ".".join(str(part) for part in error["loc"]) or "body",
+            "msg": error["msg"],
+            "type": error["type"],
+        }
+        for error in errors
+    ]

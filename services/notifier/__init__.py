@@ -1,0 +1,1 @@
+"""Notifier: the smart loops. Alerts staff about detractors and passives, asks promoters for reviews."""

@@ -1,0 +1,266 @@
+"""The notifier's adapters: the delivery outbox (SQLAlchemy) and the senders (Slack, SendGrid, local file)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import urllib.error
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+from python_http_client.exceptions import HTTPError
+from sendgrid import SendGridAPIClient
+from sendgrid.helpers.mail import Email, Mail, To
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import JSON, DateTime, Integer, String, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from services.notifier.domain import Channel, Delivery
+from shared.db import Base, insert_ignore
+
+PENDING, SENT, FAILED = "pending", "sent", "failed"
+
+
+class DeliveryRow(Base):
+    __tablename__ = "notifier_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(400), unique=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(40))
+    recipient: Mapped[str] = mapped_column(String(320))
+    response_id: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    provider_ref: Mapped[str | None] = mapped_column(String(200))
+    last_error: Mapped[str | None] = mapped_column(String(2000))
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A delivery as the outbox holds it, ready for a sender."""
+
+    idempotency_key: str
+    channel: Channel
+    kind: str
+    recipient: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+class Outbox(Protocol):
+    """The idempotency ledger: every delivery is written here before it is sent."""
+
+    def add(self, delivery: Delivery, now: datetime) -> bool:
+        """Record a delivery as pending; False when its key is already recorded."""
+
+    def claim(self, key: str, now: datetime, lease_until: datetime) -> OutboxEntry | None:
+        """Take a pending, due delivery for one attempt (None when sent, failed or being tried)."""
+
+    def mark_sent(self, key: str, provider_ref: str, now: datetime) -> None: ...
+
+    def mark_retry(self, key: str, error: str, next_attempt_at: datetime) -> None: ...
+
+    def mark_failed(self, key: str, error: str) -> None: ...
+
+    def due(self, now: datetime, limit: int) -> list[str]:
+        """Keys of pending deliveries whose next attempt is due."""
+
+
+class SqlOutbox:
+    """The outbox in the notifier's database; the unique key is the last line of defence."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def add(self, delivery: Delivery, now: datetime) -> bool:
+        with self._sessions.begin() as session:
+            return insert_ignore(
+                session,
+                DeliveryRow.__table__,
+                {
+                    "idempotency_key": delivery.idempotency_key,
+                    "channel": delivery.channel.value,
+                    "kind": delivery.kind.value,
+                    "recipient": delivery.recipient,
+                    "response_id": delivery.response_id,
+                    "payload": delivery.payload,
+                    "status": PENDING,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                },
+                keys=["idempotency_key"],
+            )
+
+    def claim(self, key: str, now: datetime, lease_until: datetime) -> OutboxEntry | None:
+        with self._sessions.begin() as session:
+            # One conditional UPDATE: of two workers trying the same row, one wins.
+            claimed = session.execute(
+                update(DeliveryRow)
+                .where(
+                    DeliveryRow.idempotency_key == key,
+                    DeliveryRow.status == PENDING,
+                    DeliveryRow.next_attempt_at <= now,
+                )
+                .values(next_attempt_at=lease_until, attempts=DeliveryRow.attempts + 1)
+            )
+            if getattr(claimed, "rowcount", 0) != 1:
+                return None
+            row = session.execute(
+                select(DeliveryRow).where(DeliveryRow.idempotency_key == key)
+            ).scalar_one()
+            return OutboxEntry(
+                idempotency_key=row.idempotency_key,
+                channel=Channel(row.channel),
+                kind=row.kind,
+                recipient=row.recipient,
+                payload=dict(row.payload),
+                attempts=row.attempts,
+            )
+
+    def mark_sent(self, key: str, provider_ref: str, now: datetime) -> None:
+        self._set(key, status=SENT, sent_at=now, provider_ref=provider_ref[:200], last_error=None)
+
+    def mark_retry(self, key: str, error: str, next_attempt_at: datetime) -> None:
+        self._set(key, next_attempt_at=next_attempt_at, last_error=error[:2000])
+
+    def mark_failed(self, key: str, error: str) -> None:
+        self._set(key, status=FAILED, last_error=error[:2000])
+
+    def due(self, now: datetime, limit: int) -> list[str]:
+        with self._sessions() as session:
+            return list(
+                session.execute(
+                    select(DeliveryRow.idempotency_key)
+                    .where(DeliveryRow.status == PENDING, DeliveryRow.next_attempt_at <= now)
+                    .order_by(DeliveryRow.next_attempt_at)
+                    .limit(limit)
+                ).scalars()
+            )
+
+    def _set(self, key: str, **values: Any) -> None:
+        with self._sessions.begin() as session:
+            session.execute(
+                update(DeliveryRow).where(DeliveryRow.idempotency_key == key).values(**values)
+            )
+
+
+class DeliveryFailed(Exception):
+    """A provider did not take a message. ``permanent`` ones are not retried."""
+
+    def __init__(self, reason: str, *, permanent: bool = False, retry_after: float | None = None):
+        super().__init__(reason)
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+class Sender(Protocol):
+    """Sends one outbox entry; returns the provider's reference or raises DeliveryFailed."""
+
+    async def send(self, entry: OutboxEntry) -> str: ...
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None
+
+
+class SlackSender:
+    """chat.postMessage with the real slack-sdk async client."""
+
+    def __init__(self, token: str, base_url: str, timeout_seconds: float) -> None:
+        base = base_url if base_url.endswith("/") else base_url + "/"
+        self._client = AsyncWebClient(token=token, base_url=base, timeout=int(max(timeout_seconds, 1)))
+
+    async def send(self, entry: OutboxEntry) -> str:
+        try:
+            response = await self._client.chat_postMessage(**entry.payload)
+        except SlackApiError as exc:
+            status = exc.response.status_code
+            error = exc.response.get("error", "unknown_error") if exc.response.data else "no body"
+            transient = status == 429 or status >= 500
+            raise DeliveryFailed(
+                f"Slack answered {status}: {error}",
+                permanent=not transient,
+                retry_after=_retry_after(exc.response.headers.get("Retry-After")),
+            ) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DeliveryFailed(f"Slack unreachable: {type(exc).__name__}: {exc}") from exc
+        return f"{response.get('channel', '')}:{response.get('ts', '')}"
+
+
+class SendGridSender:
+    """Mail send with the real sendgrid client, which is synchronous: run in a thread."""
+
+    def __init__(
+        self, api_key: str, base_url: str, from_email: str, from_name: str, timeout_seconds: float
+    ) -> None:
+        self._client = SendGridAPIClient(api_key=api_key, host=base_url.rstrip("/"))
+        self._client.client.timeout = timeout_seconds
+        self._from = Email(from_email, from_name)
+
+    async def send(self, entry: OutboxEntry) -> str:
+        return await asyncio.to_thread(self._send, entry)
+
+    def _send(self, entry: OutboxEntry) -> str:
+        payload = entry.payload
+        mail = Mail(
+            from_email=self._from,
+            to_emails=To(payload["to_email"], payload.get("to_name")),
+            subject=payload["subject"],
+            plain_text_content=payload["text"],
+            html_content=payload["html"],
+        )
+        try:
+            response = self._client.send(mail)
+        except HTTPError as exc:
+            status = exc.status_code
+            transient = status == 429 or status >= 500
+            raise DeliveryFailed(
+                f"SendGrid answered {status}",
+                permanent=not transient,
+                retry_after=_retry_after((exc.headers or {}).get("Retry-After")),
+            ) from exc
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise DeliveryFailed(f"SendGrid unreachable: {type(exc).__name__}: {exc}") from exc
+        message_id = response.headers.get("X-Message-Id", "") if response.headers else ""
+        return str(message_id or response.status_code)
+
+
+class LocalOutboxSender:
+    """Without credentials, messages land in a JSON Lines file a person can read (`npsloop outbox`)."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    async def send(self, entry: OutboxEntry) -> str:
+        return await asyncio.to_thread(self._append, entry)
+
+    def _append(self, entry: OutboxEntry) -> str:
+        record = {
+            "at": datetime.now(UTC).isoformat(),
+            "channel": entry.channel.value,
+            "kind": entry.kind,
+            "recipient": entry.recipient,
+            "idempotency_key": entry.idempotency_key,
+            "payload": entry.payload,
+        }
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        with self._lock, open(self._path, "a", encoding="utf-8") as file:
+            file.write(line)
+        return f"local:{self._path.name}"

@@ -1,0 +1,25 @@
+"""The notifier worker: `npsloop worker notifier`."""
+
+from __future__ import annotations
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from services.notifier import agents, bootstrap
+from shared import topics
+from shared.metrics import StreamMetrics
+from shared.settings import Settings
+from shared.streams import EventLoop, add_health_routes, consumer_ready, dlq_topic, make_app, topic
+
+
+def create_app(settings: Settings) -> faust.App:
+    app = make_app("notifier", settings)
+    registry = CollectorRegistry()
+    agents.register(
+        app,
+        classified=topic(app, topics.RESPONSES_CLASSIFIED, settings),
+        dispatcher=bootstrap.dispatcher(settings, registry),
+        loop=EventLoop("notifier", dlq_topic(app, settings), StreamMetrics.create(registry)),
+    )
+    add_health_routes(app, "notifier", registry, ready=lambda: consumer_ready(app))
+    return app

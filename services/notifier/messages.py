@@ -1,0 +1,109 @@
+"""What the loops say: the Slack alert (Block Kit) and the review-request email.
+
+Customer text is never trusted: in Slack it is escaped so that a comment cannot
+ping @channel, mention a user or smuggle a link; in HTML it is entity-escaped.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from slack_sdk.models.blocks import ContextBlock, HeaderBlock, SectionBlock
+from slack_sdk.models.blocks.basic_components import MarkdownTextObject, PlainTextObject
+
+from shared.events import ClassifiedResponse
+from shared.nps import Category
+
+_HEADLINE = {
+    Category.DETRACTOR: "Detractor",
+    Category.PASSIVE: "Passive",
+    Category.PROMOTER: "Promoter",
+}
+_ICON = {Category.DETRACTOR: ":red_circle:", Category.PASSIVE: ":large_yellow_circle:"}
+_REVIEW_SITES = {"google": "Google", "facebook": "Facebook"}
+
+
+def slack_escape(text: str) -> str:
+    """Slack's own escaping: with <, > and & escaped no mention, broadcast or link can form."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f">{line}" for line in slack_escape(text).splitlines() or [""])
+
+
+def slack_alert(classified: ClassifiedResponse, channel: str) -> dict[str, Any]:
+    """chat.postMessage arguments for a detractor or passive alert."""
+    response = classified.response
+    headline = f"{_HEADLINE[classified.category]}: {response.score}/10"
+    comment = response.comment.strip() if response.comment else ""
+    segment = response.segment
+    where = " · ".join(
+        slack_escape(value)
+        for value in (segment.region, segment.business_unit, segment.department, segment.store)
+        if value
+    )
+    facts = [f"*Score* {response.score}/10 ({classified.category})", f"*Survey* {response.survey_kind}"]
+    if response.locale:
+        facts.append(f"*Locale* {slack_escape(response.locale)}")
+    if where:
+        facts.append(f"*Where* {where}")
+    blocks = [
+        HeaderBlock(text=PlainTextObject(text=f"{_ICON.get(classified.category, '')} {headline}".strip())),
+        SectionBlock(
+            text=MarkdownTextObject(text=_quote(comment) if comment else "_No comment given._")
+        ),
+        ContextBlock(elements=[MarkdownTextObject(text="  ·  ".join(facts))]),
+        ContextBlock(
+            elements=[
+                MarkdownTextObject(text=f"Response `{slack_escape(response.response_id)}`")
+            ]
+        ),
+    ]
+    fallback = f"{headline}" + (f': "{slack_escape(comment[:200])}"' if comment else "")
+    return {
+        "channel": channel,
+        "text": fallback,
+        "blocks": [block.to_dict() for block in blocks],
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
+
+
+def review_request(
+    classified: ClassifiedResponse, company_name: str, review_links: dict[str, str]
+) -> dict[str, Any]:
+    """The email asking a promoter to tell others, with the configured review links."""
+    response = classified.response
+    name = response.contact.name
+    greeting = f"Hi {name}," if name else "Hi,"
+    sites = [(_REVIEW_SITES.get(site, site.title()), url) for site, url in review_links.items()]
+    text_links = "\n".join(f"- {label}: {url}" for label, url in sites)
+    text = (
+        f"{greeting}\n\n"
+        f"Thank you for giving {company_name} a {response.score} out of 10. "
+        "It means a lot to us.\n\n"
+        "Would you share your experience where others look for advice? It takes a minute:\n"
+        f"{text_links}\n\n"
+        f"Thank you,\n{company_name}\n"
+    )
+    html_links = "".join(
+        f'<li><a href="{html.escape(url, quote=True)}">Review us on {html.escape(label)}</a></li>'
+        for label, url in sites
+    )
+    body_html = (
+        f"<p>{html.escape(greeting)}</p>"
+        f"<p>Thank you for giving {html.escape(company_name)} a {response.score} out of 10. "
+        "It means a lot to us.</p>"
+        "<p>Would you share your experience where others look for advice? It takes a minute:</p>"
+        f"<ul>{html_links}</ul>"
+        f"<p>Thank you,<br>{html.escape(company_name)}</p>"
+    )
+    return {
+        "to_email": response.contact.email,
+        "to_name": name,
+        "subject": f"Thank you! Would you recommend {company_name} to others?",
+        "text": text,
+        "html": body_html,
+    }

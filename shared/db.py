@@ -1,0 +1,127 @@
+"""SQLAlchemy 2 base, engine and session factory, and Alembic migrations.
+
+SQLite file by default (embedded mode), PostgreSQL by URL. Sessions are
+synchronous; services call them through ``asyncio.to_thread`` so that no
+database call blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# Any fixed number: the PostgreSQL advisory lock that serialises concurrent migrations.
+_MIGRATION_LOCK_ID = 0x6E70736C
+
+
+class Base(DeclarativeBase):
+    """Base of every table; each service declares and writes only its own tables."""
+
+
+def make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def migrate(url: str) -> None:
+    """Bring the database at ``url`` to the newest schema; safe to run from many workers at once."""
+    with _migration_lock(url):
+        command.upgrade(alembic_config(url), "head")
+
+
+@contextlib.contextmanager
+def _migration_lock(url: str) -> Iterator[None]:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ":memory:"
+        if database == ":memory:":
+            yield
+            return
+        lock_path = Path(database + ".migrate.lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return
+    if parsed.get_backend_name() == "postgresql":
+        engine = create_engine(url)
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+                try:
+                    yield
+                finally:
+                    connection.execute(
+                        text("SELECT pg_advisory_unlock(:id)"), {"id": _MIGRATION_LOCK_ID}
+                    )
+        finally:
+            engine.dispose()
+        return
+    yield
+
+
+def insert_ignore(session: Session, table: Any, values: dict[str, Any], keys: list[str]) -> bool:
+    """INSERT a row unless one with the same ``keys`` exists; True when inserted."""
+    insert = _dialect_insert(session)
+    statement = insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
+    result = session.execute(statement)
+    return bool(getattr(result, "rowcount", 0))
+
+
+def upsert(session: Session, table: Any, values: dict[str, Any], keys: list[str]) -> None:
+    """INSERT a row, or replace the non-key columns of the row with the same ``keys``."""
+    insert = _dialect_insert(session)
+    statement = insert(table).values(**values)
+    changes = {name: statement.excluded[name] for name in values if name not in keys}
+    session.execute(statement.on_conflict_do_update(index_elements=keys, set_=changes))
+
+
+def _dialect_insert(session: Session) -> Any:
+    name = session.get_bind().dialect.name
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert
+    raise NotImplementedError(f"npsloop supports SQLite and PostgreSQL, not {name}")

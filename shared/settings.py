@@ -1,0 +1,126 @@
+"""Configuration: one frozen settings object, read from NPSLOOP_* environment variables.
+
+Built once in each entry point's ``main()`` and passed down; nothing else reads
+the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ServiceName = Literal["ingest", "classifier", "notifier", "aggregator"]
+SERVICES: tuple[ServiceName, ...] = ("ingest", "classifier", "notifier", "aggregator")
+
+
+class Settings(BaseSettings):
+    """Every setting of npsloop. The README's configuration table is checked against it."""
+
+    model_config = SettingsConfigDict(env_prefix="NPSLOOP_", frozen=True, extra="ignore")
+
+    kafka_bootstrap_servers: str | None = Field(
+        None,
+        description="Kafka bootstrap servers (host:port,...). Unset: `npsloop up` starts the "
+        "embedded broker; a worker started alone needs it.",
+    )
+    kafka_replication_factor: int = Field(
+        1, ge=1, description="Replication factor of the topics npsloop creates (3 on a real cluster)."
+    )
+    namespace: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9_-]*$",
+        description="Prefix of topic names and consumer groups, to run several installations "
+        "on one Kafka cluster.",
+    )
+    data_dir: Path = Field(
+        Path("var"), description="Where embedded mode keeps SQLite files, the local outbox and logs."
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL, e.g. postgresql+psycopg2://user@host/db. Unset: one SQLite "
+        "file per service in the data directory.",
+    )
+    migrate_on_start: bool = Field(True, description="Apply database migrations when a worker starts.")
+    web_host: str = Field("127.0.0.1", description="Address the workers' HTTP servers bind to.")
+    web_port: int | None = Field(
+        None, description="HTTP port of this worker, overriding the per-service default."
+    )
+    ingest_port: int = Field(6066, description="HTTP port of ingest (the public edge).")
+    classifier_port: int = Field(6067, description="HTTP port of the classifier (health, metrics).")
+    notifier_port: int = Field(6068, description="HTTP port of the notifier (health, metrics).")
+    aggregator_port: int = Field(6069, description="HTTP port of the aggregator (metrics).")
+    embedded_broker_port: int | None = Field(
+        None, description="Port of the embedded broker started by `npsloop up`; unset: a free one."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level of the workers."
+    )
+    broker_session_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Kafka consumer session timeout: how long a dead worker keeps its partitions.",
+    )
+    slack_api_url: str = Field(
+        "https://slack.com/api/", description="Base URL of the Slack Web API (a fake one in tests)."
+    )
+    slack_bot_token: SecretStr | None = Field(
+        None, description="Slack bot token (xoxb-...). Unset: alerts go to the local outbox."
+    )
+    slack_channel: str = Field(
+        "#customer-feedback", description="Channel that detractor and passive alerts go to."
+    )
+    sendgrid_api_url: str = Field(
+        "https://api.sendgrid.com", description="Base URL of the SendGrid API (a fake one in tests)."
+    )
+    sendgrid_api_key: SecretStr | None = Field(
+        None, description="SendGrid API key. Unset: emails go to the local outbox."
+    )
+    email_from: str = Field("feedback@example.com", description="Sender address of emails.")
+    email_from_name: str = Field("npsloop", description="Sender name of emails.")
+    company_name: str = Field("our shop", description="How emails name the business.")
+    review_google_url: str | None = Field(
+        None, description="Link to your Google review page, used in promoters' review requests."
+    )
+    review_facebook_url: str | None = Field(
+        None, description="Link to your Facebook review page, used in promoters' review requests."
+    )
+    delivery_timeout_seconds: float = Field(
+        10.0, gt=0, description="How long one call to Slack or SendGrid may take."
+    )
+    delivery_retry_max_seconds: float = Field(
+        300.0, gt=0, description="Longest wait between two attempts of a failed delivery."
+    )
+    aggregate_refresh_seconds: float = Field(
+        2.0, gt=0, description="How often the aggregator recomputes its windows for /metrics."
+    )
+
+    def port_of(self, service: ServiceName) -> int:
+        if self.web_port is not None:
+            return self.web_port
+        ports: dict[ServiceName, int] = {
+            "ingest": self.ingest_port,
+            "classifier": self.classifier_port,
+            "notifier": self.notifier_port,
+            "aggregator": self.aggregator_port,
+        }
+        return ports[service]
+
+    def database_url_of(self, service: ServiceName) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / f'{service}.sqlite3').resolve()}"
+
+    @property
+    def local_outbox_path(self) -> Path:
+        return self.data_dir / "outbox.jsonl"
+
+    def require_bootstrap_servers(self) -> str:
+        if not self.kafka_bootstrap_servers:
+            raise SystemExit(
+                "NPSLOOP_KAFKA_BOOTSTRAP_SERVERS is not set: point it at your Kafka "
+                "(e.g. 127.0.0.1:9092), or run `npsloop up` to start the embedded broker."
+            )
+        return self.kafka_bootstrap_servers

@@ -1,0 +1,212 @@
+"""Faust plumbing every service shares: the app, topics from the registry, the
+per-event loop that never lets an exception escape, and the health and metrics routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from shared import events
+from shared.metrics import CONTENT_TYPE, StreamMetrics, render
+from shared.settings import ServiceName, Settings
+from shared.topics import CUSTOMER_PARTITIONS, DLQ, TopicSpec
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_NAMESPACE = uuid.UUID("6b1f7c1e-52a8-4d0a-9c55-1f1e0c2a7d01")
+MAX_REQUEST_BYTES = 5 * 1024 * 1024
+
+Handler = Callable[[bytes | None, bytes | None], Awaitable[None]]
+ReadyCheck = Callable[[], bool]
+
+
+def make_app(service: ServiceName, settings: Settings) -> faust.App:
+    """The Faust app of one service; its consumer group is the service's name."""
+    bootstrap = settings.require_bootstrap_servers()
+    port = settings.port_of(service)
+    group = f"{settings.namespace}-npsloop-{service}" if settings.namespace else f"npsloop-{service}"
+    session_timeout = settings.broker_session_timeout_seconds
+    datadir = settings.data_dir / "faust" / f"{service}-{port}"
+    datadir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        group,
+        broker=[f"kafka://{server.strip()}" for server in bootstrap.split(",")],
+        store="memory://",
+        datadir=str(datadir),
+        topic_partitions=CUSTOMER_PARTITIONS,
+        topic_replication_factor=settings.kafka_replication_factor,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        broker_session_timeout=session_timeout,
+        broker_heartbeat_interval=max(session_timeout / 10, 0.5),
+        broker_rebalance_timeout=max(session_timeout * 2, 10.0),
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=port,
+        web_application_options={"client_max_size": MAX_REQUEST_BYTES},
+    )
+
+
+def topic(app: faust.App, spec: TopicSpec, settings: Settings) -> faust.TopicT:
+    """A registry topic carrying raw bytes: decoding is ours, so a bad message reaches the dlq."""
+    return app.topic(
+        spec.qualified(settings.namespace),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=spec.partitions,
+    )
+
+
+class TransientError(Exception):
+    """A failure that a later attempt may not meet (an outage), never the event's fault."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, TransientError | ConnectionError | TimeoutError | OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+class EventLoop:
+    """Runs a handler per event of a stream.
+
+    A transient failure (the database or the broker away) is retried with a
+    growing pause, holding the partition so that nothing is skipped; any other
+    failure sends the event to the dlq with its reason, and the stream goes on.
+    """
+
+    def __init__(
+        self,
+        service: ServiceName,
+        dlq: faust.TopicT,
+        metrics: StreamMetrics,
+        retry_max_seconds: float = 30.0,
+    ) -> None:
+        self.service = service
+        self.dlq = dlq
+        self.metrics = metrics
+        self.retry_max_seconds = retry_max_seconds
+
+    async def run(self, stream: faust.StreamT, handler: Handler) -> None:
+        async for event in stream.events():
+            await self.process(event.message, handler)
+
+    async def process(self, message: Any, handler: Handler) -> None:
+        topic_name: str = message.topic
+        pause = 0.2
+        while True:
+            try:
+                await handler(message.key, message.value)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if is_transient(exc):
+                    self.metrics.retries.labels(self.service, topic_name).inc()
+                    log.warning(
+                        "%s: transient failure on %s[%s]@%s, retrying in %.1fs: %s",
+                        self.service, topic_name, message.partition, message.offset, pause,
+                        type(exc).__name__,
+                    )
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, self.retry_max_seconds)
+                    continue
+                await self.dead_letter(message, exc)
+                return
+            else:
+                self.metrics.events.labels(self.service, topic_name, "ok").inc()
+                return
+
+    async def dead_letter(self, message: Any, exc: Exception) -> None:
+        reason = str(exc) if isinstance(exc, events.DecodeError) else _describe(exc)
+        letter = events.DeadLetter(
+            event_id=uuid.uuid5(
+                DEAD_LETTER_NAMESPACE,
+                f"{self.service}:{message.topic}:{message.partition}:{message.offset}",
+            ),
+            occurred_at=datetime.now(UTC),
+            service=self.service,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key,
+            value=message.value,
+            error_type=type(exc).__name__,
+            error=reason[:4000],
+            failed_at=datetime.now(UTC),
+        )
+        log.warning(
+            "%s: %s[%s]@%s went to the dlq: %s: %s",
+            self.service, message.topic, message.partition, message.offset,
+            letter.error_type, letter.error[:300],
+        )
+        await self.dlq.send(key=self.service.encode(), value=events.encode(letter))
+        self.metrics.events.labels(self.service, message.topic, "dead_letter").inc()
+        self.metrics.dead_letters.labels(self.service, message.topic).inc()
+
+
+def _describe(exc: Exception) -> str:
+    frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" (at {frame[0].filename.rsplit('/', 1)[-1]}:{frame[0].lineno})" if frame else ""
+    return f"{exc}{where}"
+
+
+def dlq_topic(app: faust.App, settings: Settings) -> faust.TopicT:
+    return topic(app, DLQ, settings)
+
+
+def consumer_ready(app: faust.App) -> bool:
+    """Ready when not rebalancing and holding at least one partition."""
+    if app.rebalancing:
+        return False
+    try:
+        return bool(app.consumer.assignment())
+    except Exception:
+        return False
+
+
+def add_health_routes(
+    app: faust.App,
+    service: ServiceName,
+    registry: CollectorRegistry,
+    ready: ReadyCheck,
+) -> None:
+    """/health (alive), /ready (serving its partitions) and /metrics (Prometheus)."""
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.json_response({"service": service, "status": "ok"})
+
+    async def readiness(_request: web.Request) -> web.Response:
+        is_ready = ready()
+        return web.json_response(
+            {"service": service, "ready": is_ready}, status=200 if is_ready else 503
+        )
+
+    async def metrics(_request: web.Request) -> web.Response:
+        body = await asyncio.to_thread(render, registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    router = app.web.web_app.router
+    router.add_get("/health", health)
+    router.add_get("/ready", readiness)
+    router.add_get("/metrics", metrics)
+
+
+def run_worker(app: faust.App, settings: Settings) -> None:
+    """Run the Faust worker in the foreground until SIGINT or SIGTERM."""
+    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    worker.execute_from_commandline()
