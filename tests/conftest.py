@@ -1,0 +1,106 @@
+"""Fixtures shared by the test suites: the broker, PostgreSQL, fake Slack and SendGrid."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fakes import FakeServer, fake_sendgrid, fake_slack
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "NPSLOOP_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _docker_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        import docker
+
+        docker.from_env().ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A real Kafka-protocol broker.
+
+    NPSLOOP_KAFKA_BOOTSTRAP_SERVERS set: that Kafka (tests isolate themselves by
+    namespace). NPSLOOP_TEST_KAFKA=testcontainers with Docker: a Kafka container.
+    Otherwise the embedded Tansu broker.
+    """
+    configured = os.environ.get("NPSLOOP_KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    if os.environ.get("NPSLOOP_TEST_KAFKA") == "testcontainers":
+        if not _docker_available():
+            pytest.fail("NPSLOOP_TEST_KAFKA=testcontainers, but no Docker engine answers here")
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer() as container:
+            yield container.get_bootstrap_server()
+        return
+    from shared.broker import EmbeddedBroker
+
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    return POSTGRES_ADMIN_URL
+
+
+def create_postgres_database(admin_url: str) -> str:
+    """A fresh, uniquely named database; returns its URL."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"npsloop_test_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {admin_url} ({type(exc).__name__}: {exc}); "
+            "set NPSLOOP_TEST_POSTGRES_URL to a server where the tests may create databases"
+        )
+    finally:
+        engine.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(admin_url: str, url: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def slack_server() -> Iterator[FakeServer]:
+    server = fake_slack()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sendgrid_server() -> Iterator[FakeServer]:
+    server = fake_sendgrid()
+    yield server
+    server.stop()
