@@ -121,9 +121,7 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("service", choices=SERVICES)
     up = commands.add_parser("up", help="start the embedded broker and all four workers")
     up.add_argument("--demo", action="store_true", help="feed realistic demo traffic")
-    up.add_argument(
-        "--rate", type=float, default=2.0, help="demo responses per second (default 2)"
-    )
+    up.add_argument("--rate", type=float, default=2.0, help="demo responses per second (default 2)")
     commands.add_parser("migrate", help="apply database migrations")
     commands.add_parser("topics", help="create the topics of the registry that are missing")
     outbox = commands.add_parser("outbox", help="show what was sent to the local outbox")

@@ -164,7 +164,9 @@ class Supervisor:
             if code is None:
                 continue
             worker.restarts += 1
-            print(f"  ! {worker.service} exited with code {code}; restarting (see {worker.log_path})")
+            print(
+                f"  ! {worker.service} exited with code {code}; restarting (see {worker.log_path})"
+            )
             self.spawn(worker)
 
     def stop(self) -> None:
@@ -240,9 +242,12 @@ def run(settings: Settings, demo: bool = False, demo_rate: float = 2.0) -> int:
         _print_urls(supervisor, settings)
         if demo:
             traffic = DemoTraffic(supervisor.worker("ingest").url, demo_rate).start()
-            print(f"  demo        {demo_rate:g} responses/s with purchases, in Danish, Swedish, English")
+            languages = "Danish, Swedish, English"
+            print(f"  demo        {demo_rate:g} responses/s with purchases, in {languages}")
             if extra_env:
-                print("  reviews     placeholder Google and Facebook pages (set NPSLOOP_REVIEW_*_URL)")
+                print(
+                    "  reviews     placeholder Google and Facebook pages (set NPSLOOP_REVIEW_*_URL)"
+                )
         print("", flush=True)
         _watch(supervisor, settings)
     except Stop:

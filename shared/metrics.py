@@ -39,7 +39,7 @@ class StreamMetrics:
             ),
             retries=Counter(
                 "npsloop_event_retries_total",
-                "Attempts of an event repeated after a transient failure (database or broker down).",
+                "Event attempts repeated after a transient failure (database or broker away).",
                 ["service", "topic"],
                 registry=registry,
             ),

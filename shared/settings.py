@@ -27,7 +27,9 @@ class Settings(BaseSettings):
         "embedded broker; a worker started alone needs it.",
     )
     kafka_replication_factor: int = Field(
-        1, ge=1, description="Replication factor of the topics npsloop creates (3 on a real cluster)."
+        1,
+        ge=1,
+        description="Replication factor of the topics npsloop creates (3 on a real cluster).",
     )
     namespace: str = Field(
         "",
@@ -36,14 +38,17 @@ class Settings(BaseSettings):
         "on one Kafka cluster.",
     )
     data_dir: Path = Field(
-        Path("var"), description="Where embedded mode keeps SQLite files, the local outbox and logs."
+        Path("var"),
+        description="Where embedded mode keeps SQLite files, the local outbox and logs.",
     )
     database_url: str | None = Field(
         None,
         description="SQLAlchemy URL, e.g. postgresql+psycopg2://user@host/db. Unset: one SQLite "
         "file per service in the data directory.",
     )
-    migrate_on_start: bool = Field(True, description="Apply database migrations when a worker starts.")
+    migrate_on_start: bool = Field(
+        True, description="Apply database migrations when a worker starts."
+    )
     web_host: str = Field("127.0.0.1", description="Address the workers' HTTP servers bind to.")
     web_port: int | None = Field(
         None, description="HTTP port of this worker, overriding the per-service default."
@@ -73,7 +78,8 @@ class Settings(BaseSettings):
         "#customer-feedback", description="Channel that detractor and passive alerts go to."
     )
     sendgrid_api_url: str = Field(
-        "https://api.sendgrid.com", description="Base URL of the SendGrid API (a fake one in tests)."
+        "https://api.sendgrid.com",
+        description="Base URL of the SendGrid API (a fake one in tests).",
     )
     sendgrid_api_key: SecretStr | None = Field(
         None, description="SendGrid API key. Unset: emails go to the local outbox."

@@ -35,7 +35,9 @@ def make_app(service: ServiceName, settings: Settings) -> faust.App:
     """The Faust app of one service; its consumer group is the service's name."""
     bootstrap = settings.require_bootstrap_servers()
     port = settings.port_of(service)
-    group = f"{settings.namespace}-npsloop-{service}" if settings.namespace else f"npsloop-{service}"
+    group = (
+        f"{settings.namespace}-npsloop-{service}" if settings.namespace else f"npsloop-{service}"
+    )
     session_timeout = settings.broker_session_timeout_seconds
     datadir = settings.data_dir / "faust" / f"{service}-{port}"
     datadir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +104,7 @@ class EventLoop:
         self.metrics = metrics
         self.retry_max_seconds = retry_max_seconds
 
-    async def run(self, stream: faust.StreamT, handler: Handler) -> None:
+    async def run(self, stream: faust.StreamT[bytes], handler: Handler) -> None:
         async for event in stream.events():
             await self.process(event.message, handler)
 
@@ -119,7 +121,11 @@ class EventLoop:
                     self.metrics.retries.labels(self.service, topic_name).inc()
                     log.warning(
                         "%s: transient failure on %s[%s]@%s, retrying in %.1fs: %s",
-                        self.service, topic_name, message.partition, message.offset, pause,
+                        self.service,
+                        topic_name,
+                        message.partition,
+                        message.offset,
+                        pause,
                         type(exc).__name__,
                     )
                     await asyncio.sleep(pause)
@@ -151,8 +157,12 @@ class EventLoop:
         )
         log.warning(
             "%s: %s[%s]@%s went to the dlq: %s: %s",
-            self.service, message.topic, message.partition, message.offset,
-            letter.error_type, letter.error[:300],
+            self.service,
+            message.topic,
+            message.partition,
+            message.offset,
+            letter.error_type,
+            letter.error[:300],
         )
         await self.dlq.send(key=self.service.encode(), value=events.encode(letter))
         self.metrics.events.labels(self.service, message.topic, "dead_letter").inc()
@@ -200,10 +210,16 @@ def add_health_routes(
         body = await asyncio.to_thread(render, registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
-    router = app.web.web_app.router
+    router = web_router(app)
     router.add_get("/health", health)
     router.add_get("/ready", readiness)
     router.add_get("/metrics", metrics)
+
+
+def web_router(app: faust.App) -> web.UrlDispatcher:
+    """The router of the worker's aiohttp server, for plain aiohttp handlers."""
+    application: web.Application = app.web.web_app  # type: ignore[attr-defined]
+    return application.router
 
 
 def run_worker(app: faust.App, settings: Settings) -> None:

@@ -36,11 +36,15 @@ class TopicSpec:
         return f"{namespace}.{self.name}" if namespace else self.name
 
 
-PURCHASES = TopicSpec("npsloop.purchases.v1", TopicKey.CUSTOMER, CUSTOMER_PARTITIONS, events.Purchase)
+PURCHASES = TopicSpec(
+    "npsloop.purchases.v1", TopicKey.CUSTOMER, CUSTOMER_PARTITIONS, events.Purchase
+)
 INVITATIONS = TopicSpec(
     "npsloop.invitations.v1", TopicKey.CUSTOMER, CUSTOMER_PARTITIONS, events.Invitation
 )
-RESPONSES = TopicSpec("npsloop.responses.v1", TopicKey.CUSTOMER, CUSTOMER_PARTITIONS, events.Response)
+RESPONSES = TopicSpec(
+    "npsloop.responses.v1", TopicKey.CUSTOMER, CUSTOMER_PARTITIONS, events.Response
+)
 RESPONSES_CLASSIFIED = TopicSpec(
     "npsloop.responses-classified.v1",
     TopicKey.CUSTOMER,

@@ -74,7 +74,9 @@ class FakeServer:
         with self._lock:
             return [r for r in self.requests if path is None or r.path == path]
 
-    def wait_for(self, count: int, path: str | None = None, timeout: float = 60.0) -> list[Received]:
+    def wait_for(
+        self, count: int, path: str | None = None, timeout: float = 60.0
+    ) -> list[Received]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             got = self.received(path)
@@ -86,7 +88,11 @@ class FakeServer:
 
 def _slack_answer(received: Received, number: int) -> tuple[int, dict[str, str], bytes]:
     if received.path.endswith("/chat.postMessage"):
-        body = {"ok": True, "channel": received.body.get("channel"), "ts": f"1700000000.{number:06d}"}
+        body = {
+            "ok": True,
+            "channel": received.body.get("channel"),
+            "ts": f"1700000000.{number:06d}",
+        }
     else:
         body = {"ok": False, "error": "unknown_method"}
     return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()

@@ -1,4 +1,7 @@
-"""Reading topics in tests with aiokafka, without a consumer group (kafka-python's does not join on Tansu)."""
+"""Reading topics in tests with aiokafka and no consumer group.
+
+kafka-python's group consumer does not join a group on Tansu; producing with it is fine.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,9 @@ def produce(bootstrap: str, topic: str, key: bytes | None, value: bytes) -> None
 
 
 async def _read_all(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic)

@@ -109,7 +109,9 @@ class Stack:
                 if http_get(self.url(service) + "/ready", timeout=1.0)[0] == 200:
                     waiting.discard(service)
             if waiting and time.monotonic() > deadline:
-                raise RuntimeError(f"not ready: {waiting}\n" + "\n".join(self.tail(s) for s in waiting))
+                raise RuntimeError(
+                    f"not ready: {waiting}\n" + "\n".join(self.tail(s) for s in waiting)
+                )
             time.sleep(0.2)
 
     def tail(self, service: ServiceName, lines: int = 40) -> str:

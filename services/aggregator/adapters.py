@@ -88,17 +88,22 @@ class NpsGauges:
             registry=registry,
         )
         self.nps = Gauge(
-            "npsloop_nps", "Net Promoter Score in the window, -100..100 (NaN without responses).",
-            labels, registry=registry,
+            "npsloop_nps",
+            "Net Promoter Score in the window, -100..100 (NaN without responses).",
+            labels,
+            registry=registry,
         )
         self.standard_error = Gauge(
-            "npsloop_nps_standard_error", "Standard error of the window's NPS, in points.",
-            labels, registry=registry,
+            "npsloop_nps_standard_error",
+            "Standard error of the window's NPS, in points.",
+            labels,
+            registry=registry,
         )
         self.margin_of_error = Gauge(
             "npsloop_nps_margin_of_error",
             "Half-width of the 95% confidence interval of the window's NPS, in points.",
-            labels, registry=registry,
+            labels,
+            registry=registry,
         )
         for kind in SurveyKind:
             for window in WINDOWS:

@@ -37,7 +37,7 @@ def register(
     refresh_seconds: float,
 ) -> None:
     @app.agent(classified, name="count")
-    async def count(stream: faust.StreamT) -> None:
+    async def count(stream: faust.StreamT[bytes]) -> None:
         async def handle(key: bytes | None, value: bytes | None) -> None:
             await asyncio.to_thread(read_model.record, decode(ClassifiedResponse, value))
 

@@ -9,7 +9,7 @@ from services.ingest.adapters import FaustPublisher
 from services.ingest.web import IngestRoutes
 from shared import topics
 from shared.settings import Settings
-from shared.streams import add_health_routes, make_app, topic
+from shared.streams import add_health_routes, make_app, topic, web_router
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -20,6 +20,6 @@ def create_app(settings: Settings) -> faust.App:
     published = {
         spec.name: topic(app, spec, settings) for spec in (topics.RESPONSES, topics.PURCHASES)
     }
-    IngestRoutes(FaustPublisher(published)).register(app.web.web_app.router)
+    IngestRoutes(FaustPublisher(published)).register(web_router(app))
     add_health_routes(app, "ingest", registry, ready=lambda: app.producer.started)
     return app

@@ -68,7 +68,11 @@ class ResponseSubmission(Submission):
     def to_event(self, received_at: datetime) -> Response:
         response_id = self.response_id or self.invitation_id
         assert response_id is not None
-        content = {"score": self.score, "comment": self.comment, "answers": self.answers.model_dump()}
+        content = {
+            "score": self.score,
+            "comment": self.comment,
+            "answers": self.answers.model_dump(),
+        }
         return Response(
             event_id=event_id(f"response:{self.source}", response_id, content),
             occurred_at=received_at,

@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
-from services.ingest.adapters import PublishError, Publisher
+from services.ingest.adapters import Publisher, PublishError
 from services.ingest.domain import (
     PurchaseBatch,
     PurchaseSubmission,

@@ -1,1 +1,2 @@
-"""Notifier: the smart loops. Alerts staff about detractors and passives, asks promoters for reviews."""
+"""Notifier: the smart loops. Alerts staff about detractors and passives; asks promoters
+for reviews."""

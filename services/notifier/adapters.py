@@ -1,4 +1,5 @@
-"""The notifier's adapters: the delivery outbox (SQLAlchemy) and the senders (Slack, SendGrid, local file)."""
+"""The notifier's adapters: the delivery outbox (SQLAlchemy) and the senders
+(Slack, SendGrid, a local file)."""
 
 from __future__ import annotations
 
@@ -182,7 +183,9 @@ class SlackSender:
 
     def __init__(self, token: str, base_url: str, timeout_seconds: float) -> None:
         base = base_url if base_url.endswith("/") else base_url + "/"
-        self._client = AsyncWebClient(token=token, base_url=base, timeout=int(max(timeout_seconds, 1)))
+        self._client = AsyncWebClient(
+            token=token, base_url=base, timeout=int(max(timeout_seconds, 1))
+        )
 
     async def send(self, entry: OutboxEntry) -> str:
         try:
@@ -240,7 +243,10 @@ class SendGridSender:
 
 
 class LocalOutboxSender:
-    """Without credentials, messages land in a JSON Lines file a person can read (`npsloop outbox`)."""
+    """Without credentials, messages land in a JSON Lines file a person can read.
+
+    `npsloop outbox` prints it; `npsloop up` shows each line as it arrives.
+    """
 
     _lock = threading.Lock()
 

@@ -15,7 +15,7 @@ def register(
     app: faust.App, classified: faust.TopicT, dispatcher: Dispatcher, loop: EventLoop
 ) -> None:
     @app.agent(classified, name="loops")
-    async def loops(stream: faust.StreamT) -> None:
+    async def loops(stream: faust.StreamT[bytes]) -> None:
         async def handle(key: bytes | None, value: bytes | None) -> None:
             await dispatcher.handle(decode(ClassifiedResponse, value))
 

@@ -6,8 +6,8 @@ from prometheus_client import CollectorRegistry
 
 from services.notifier.adapters import (
     LocalOutboxSender,
-    SendGridSender,
     Sender,
+    SendGridSender,
     SlackSender,
     SqlOutbox,
 )

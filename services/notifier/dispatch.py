@@ -98,7 +98,9 @@ class Dispatcher:
             self.metrics.deliveries.labels(*labels, "retry").inc()
             return
         except TimeoutError:
-            await self._retry_later(key, "the provider did not answer in time", entry.attempts, None)
+            await self._retry_later(
+                key, "the provider did not answer in time", entry.attempts, None
+            )
             self.metrics.deliveries.labels(*labels, "retry").inc()
             return
         await asyncio.to_thread(self.outbox.mark_sent, key, provider_ref, self.clock())

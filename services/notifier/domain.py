@@ -52,7 +52,7 @@ class Delivery:
 
 
 def plan(classified: ClassifiedResponse, config: LoopConfig) -> list[Delivery]:
-    """Detractors and passives alert staff on Slack; promoters with an email get a review request."""
+    """Detractors and passives alert staff on Slack; promoters with email get a review request."""
     response = classified.response
     if classified.category in (Category.DETRACTOR, Category.PASSIVE):
         return [
@@ -71,7 +71,9 @@ def plan(classified: ClassifiedResponse, config: LoopConfig) -> list[Delivery]:
                 channel=Channel.EMAIL,
                 recipient=response.contact.email,
                 response_id=response.response_id,
-                payload=messages.review_request(classified, config.company_name, config.review_links),
+                payload=messages.review_request(
+                    classified, config.company_name, config.review_links
+                ),
             )
         ]
     return []

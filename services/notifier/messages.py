@@ -44,21 +44,24 @@ def slack_alert(classified: ClassifiedResponse, channel: str) -> dict[str, Any]:
         for value in (segment.region, segment.business_unit, segment.department, segment.store)
         if value
     )
-    facts = [f"*Score* {response.score}/10 ({classified.category})", f"*Survey* {response.survey_kind}"]
+    facts = [
+        f"*Score* {response.score}/10 ({classified.category})",
+        f"*Survey* {response.survey_kind}",
+    ]
     if response.locale:
         facts.append(f"*Locale* {slack_escape(response.locale)}")
     if where:
         facts.append(f"*Where* {where}")
     blocks = [
-        HeaderBlock(text=PlainTextObject(text=f"{_ICON.get(classified.category, '')} {headline}".strip())),
+        HeaderBlock(
+            text=PlainTextObject(text=f"{_ICON.get(classified.category, '')} {headline}".strip())
+        ),
         SectionBlock(
             text=MarkdownTextObject(text=_quote(comment) if comment else "_No comment given._")
         ),
         ContextBlock(elements=[MarkdownTextObject(text="  ·  ".join(facts))]),
         ContextBlock(
-            elements=[
-                MarkdownTextObject(text=f"Response `{slack_escape(response.response_id)}`")
-            ]
+            elements=[MarkdownTextObject(text=f"Response `{slack_escape(response.response_id)}`")]
         ),
     ]
     fallback = f"{headline}" + (f': "{slack_escape(comment[:200])}"' if comment else "")

@@ -108,8 +108,11 @@ def test_a_detractor_a_passive_and_a_promoter_make_two_alerts_one_review_email_a
         ("c-promoter", 10, f"Fantastic staff {run}", {"email": "ann@example.com", "name": "Ann"}),
     ]:
         status, answer = running.post_response(
-            response_id=f"{customer}-{run}", customer_id=customer, score=score,
-            comment=comment, contact=contact,
+            response_id=f"{customer}-{run}",
+            customer_id=customer,
+            score=score,
+            comment=comment,
+            contact=contact,
         )
         assert status == 202, answer
 
@@ -142,14 +145,21 @@ def test_a_detractor_a_passive_and_a_promoter_make_two_alerts_one_review_email_a
 
 def test_the_same_response_delivered_twice_alerts_once(running: Running) -> None:
     run = uuid.uuid4().hex[:8]
-    body = {"response_id": f"dup-{run}", "customer_id": f"c-{run}", "score": 1,
-            "comment": f"Ingen svarede {run}"}
+    body = {
+        "response_id": f"dup-{run}",
+        "customer_id": f"c-{run}",
+        "score": 1,
+        "comment": f"Ingen svarede {run}",
+    }
     assert running.post_response(**body)[0] == 202
     assert running.post_response(**body)[0] == 202
 
     def mine() -> list[object]:
-        return [a for a in running.slack.received("/api/chat.postMessage")
-                if f"Ingen svarede {run}" in json.dumps(a.body, ensure_ascii=False)]
+        return [
+            a
+            for a in running.slack.received("/api/chat.postMessage")
+            if f"Ingen svarede {run}" in json.dumps(a.body, ensure_ascii=False)
+        ]
 
     deadline = time.monotonic() + 60
     while not mine() and time.monotonic() < deadline:
@@ -158,13 +168,19 @@ def test_the_same_response_delivered_twice_alerts_once(running: Running) -> None
 
     # The classified event itself, redelivered as Kafka may after a crash: still one alert.
     classified = [
-        value for key, value in read_all(running.stack.bootstrap,
-                                         running.stack.topic(topics.RESPONSES_CLASSIFIED.name))
+        value
+        for key, value in read_all(
+            running.stack.bootstrap, running.stack.topic(topics.RESPONSES_CLASSIFIED.name)
+        )
         if value and f"dup-{run}".encode() in value
     ]
     assert len(classified) == 2  # ingest published twice, the classifier passed both on
-    produce(running.stack.bootstrap, running.stack.topic(topics.RESPONSES_CLASSIFIED.name),
-            f"c-{run}".encode(), classified[0])
+    produce(
+        running.stack.bootstrap,
+        running.stack.topic(topics.RESPONSES_CLASSIFIED.name),
+        f"c-{run}".encode(),
+        classified[0],
+    )
     time.sleep(SETTLE_SECONDS)
     assert len(mine()) == 1
 
@@ -177,8 +193,12 @@ def test_a_malformed_message_goes_to_the_dlq_with_its_reason_and_the_worker_goes
     before = len(read_all(running.stack.bootstrap, dlq))
     responses = running.stack.topic(topics.RESPONSES.name)
     produce(running.stack.bootstrap, responses, b"c-poison", b"\xff\xfenot json at all")
-    produce(running.stack.bootstrap, responses, b"c-poison",
-            json.dumps({"event_id": str(uuid.uuid4()), "score": "7"}).encode())
+    produce(
+        running.stack.bootstrap,
+        responses,
+        b"c-poison",
+        json.dumps({"event_id": str(uuid.uuid4()), "score": "7"}).encode(),
+    )
 
     letters = wait_for_records(running.stack.bootstrap, dlq, before + 2)
     new = [decode(DeadLetter, value) for _, value in letters[before:]]
@@ -188,13 +208,16 @@ def test_a_malformed_message_goes_to_the_dlq_with_its_reason_and_the_worker_goes
     reasons = " | ".join(letter.error for letter in new)
     assert "score" in reasons and "customer_id" in reasons
 
-    status, _ = running.post_response(response_id=f"after-{run}", customer_id=f"c-{run}",
-                                      score=0, comment=f"Still broken {run}")
+    status, _ = running.post_response(
+        response_id=f"after-{run}", customer_id=f"c-{run}", score=0, comment=f"Still broken {run}"
+    )
     assert status == 202
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if any(f"Still broken {run}" in json.dumps(a.body)
-               for a in running.slack.received("/api/chat.postMessage")):
+        if any(
+            f"Still broken {run}" in json.dumps(a.body)
+            for a in running.slack.received("/api/chat.postMessage")
+        ):
             break
         time.sleep(0.2)
     else:
