@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Literal
 
 import pytest
 
@@ -16,7 +17,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 
 
-def _docker_available() -> bool:
+def docker_available() -> bool:
     if shutil.which("docker") is None:
         return False
     try:
@@ -28,30 +29,38 @@ def _docker_available() -> bool:
         return False
 
 
+BrokerChoice = Literal["configured", "testcontainers", "embedded"]
+
+
+def choose_broker(env: Mapping[str, str], has_docker: Callable[[], bool]) -> BrokerChoice:
+    """NPSLOOP_KAFKA_BOOTSTRAP_SERVERS first; testcontainers when asked for; else embedded."""
+    if env.get("NPSLOOP_KAFKA_BOOTSTRAP_SERVERS"):
+        return "configured"
+    if env.get("NPSLOOP_TEST_KAFKA") == "testcontainers":
+        if not has_docker():
+            raise RuntimeError(
+                "NPSLOOP_TEST_KAFKA=testcontainers, but no Docker engine answers here"
+            )
+        return "testcontainers"
+    return "embedded"
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
-    """A real Kafka-protocol broker.
-
-    NPSLOOP_KAFKA_BOOTSTRAP_SERVERS set: that Kafka (tests isolate themselves by
-    namespace). NPSLOOP_TEST_KAFKA=testcontainers with Docker: a Kafka container.
-    Otherwise the embedded Tansu broker.
-    """
-    configured = os.environ.get("NPSLOOP_KAFKA_BOOTSTRAP_SERVERS")
-    if configured:
-        yield configured
-        return
-    if os.environ.get("NPSLOOP_TEST_KAFKA") == "testcontainers":
-        if not _docker_available():
-            pytest.fail("NPSLOOP_TEST_KAFKA=testcontainers, but no Docker engine answers here")
+    """A real Kafka-protocol broker, chosen by choose_broker()."""
+    choice = choose_broker(os.environ, docker_available)
+    if choice == "configured":
+        yield os.environ["NPSLOOP_KAFKA_BOOTSTRAP_SERVERS"]
+    elif choice == "testcontainers":
         from testcontainers.kafka import KafkaContainer
 
         with KafkaContainer() as container:
             yield container.get_bootstrap_server()
-        return
-    from shared.broker import EmbeddedBroker
+    else:
+        from shared.broker import EmbeddedBroker
 
-    with EmbeddedBroker() as broker:
-        yield broker.bootstrap_servers
+        with EmbeddedBroker() as broker:
+            yield broker.bootstrap_servers
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,6 @@ def create_app(settings: Settings) -> faust.App:
     published = {
         spec.name: topic(app, spec, settings) for spec in (topics.RESPONSES, topics.PURCHASES)
     }
-    IngestRoutes(FaustPublisher(published)).register(web_router(app))
+    IngestRoutes(FaustPublisher(published), registry).register(web_router(app))
     add_health_routes(app, "ingest", registry, ready=lambda: app.producer.started)
     return app

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
@@ -26,27 +27,28 @@ def _unprocessable(errors: list[dict[str, Any]]) -> web.Response:
     return web.json_response({"error": "invalid request", "detail": errors}, status=422)
 
 
+class NotJson(ValueError):
+    """The request body is not JSON."""
+
+
 async def _json_body(request: web.Request) -> Any:
     raw = await request.read()
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise web.HTTPUnprocessableEntity(
-            text=json.dumps(
-                {
-                    "error": "invalid request",
-                    "detail": [
-                        {
-                            "loc": ["body"],
-                            "field": "body",
-                            "msg": f"the body is not JSON: {exc}",
-                            "type": "json_invalid",
-                        }
-                    ],
-                }
-            ),
-            content_type="application/json",
-        ) from exc
+        raise NotJson(f"the body is not JSON: {exc}") from exc
+
+
+def _not_json(exc: NotJson) -> web.Response:
+    return _unprocessable(
+        [{"loc": ["body"], "field": "body", "msg": str(exc), "type": "json_invalid"}]
+    )
+
+
+def _outcome(status: int) -> str:
+    if status < 300:
+        return "accepted"
+    return "unavailable" if status == 503 else "invalid"
 
 
 def _unavailable(exc: PublishError) -> web.Response:
@@ -60,8 +62,17 @@ def _unavailable(exc: PublishError) -> web.Response:
 class IngestRoutes:
     """The edge's handlers; the publisher is passed in, so tests can hand in a fake."""
 
-    def __init__(self, publisher: Publisher) -> None:
+    def __init__(self, publisher: Publisher, registry: CollectorRegistry) -> None:
         self.publisher = publisher
+        self.requests = Counter(
+            "npsloop_ingest_requests_total",
+            "Requests to the edge by endpoint and outcome (accepted, invalid, unavailable).",
+            ["endpoint", "outcome"],
+            registry=registry,
+        )
+        for endpoint in ("responses", "purchases"):
+            for outcome in ("accepted", "invalid", "unavailable"):
+                self.requests.labels(endpoint, outcome)
 
     def register(self, router: web.UrlDispatcher) -> None:
         router.add_post("/v1/responses", self.post_response)
@@ -69,7 +80,20 @@ class IngestRoutes:
         router.add_get("/openapi.json", self.openapi)
 
     async def post_response(self, request: web.Request) -> web.Response:
-        body = await _json_body(request)
+        answer = await self._post_response(request)
+        self.requests.labels("responses", _outcome(answer.status)).inc()
+        return answer
+
+    async def post_purchases(self, request: web.Request) -> web.Response:
+        answer = await self._post_purchases(request)
+        self.requests.labels("purchases", _outcome(answer.status)).inc()
+        return answer
+
+    async def _post_response(self, request: web.Request) -> web.Response:
+        try:
+            body = await _json_body(request)
+        except NotJson as exc:
+            return _not_json(exc)
         try:
             submission = ResponseSubmission.model_validate(body)
         except ValidationError as exc:
@@ -84,8 +108,11 @@ class IngestRoutes:
             status=202,
         )
 
-    async def post_purchases(self, request: web.Request) -> web.Response:
-        body = await _json_body(request)
+    async def _post_purchases(self, request: web.Request) -> web.Response:
+        try:
+            body = await _json_body(request)
+        except NotJson as exc:
+            return _not_json(exc)
         try:
             if isinstance(body, list):
                 submissions = PurchaseBatch.model_validate({"purchases": body}).purchases
