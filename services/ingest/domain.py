@@ -18,6 +18,7 @@ from shared.events import (
     EmailAddress,
     Experience,
     FollowUpAnswers,
+    FreeText,
     Identifier,
     Label,
     Locale,
@@ -51,7 +52,7 @@ class ResponseSubmission(Submission):
     customer_id: Identifier
     survey_kind: SurveyKind = SurveyKind.NPS
     score: Score = Field(description="How likely to recommend us, 0-10.")
-    comment: Annotated[str, Field(max_length=10_000)] | None = None
+    comment: FreeText | None = None
     answers: FollowUpAnswers = FollowUpAnswers()
     source: ResponseSource = ResponseSource.WEBHOOK
     locale: Locale | None = None

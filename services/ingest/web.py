@@ -124,7 +124,7 @@ class IngestRoutes:
                 # Name the item as the client sent it: [3].amount, not purchases.3.amount.
                 for error in errors:
                     error["loc"] = ["body", *error["loc"][2:]]
-                    error["field"] = ".".join(str(part) for part in error["loc"][1:])
+                    error["field"] = ".".join(str(part) for part in error["loc"][1:]) or "body"
             return _unprocessable(errors)
         received_at = now()
         purchases = [submission.to_event(received_at) for submission in submissions]

@@ -29,8 +29,21 @@ def slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+# Slack refuses a section whose text is over 3,000 characters; escaping can lengthen a comment.
+SECTION_LIMIT = 3000
+
+
 def _quote(text: str) -> str:
-    return "\n".join(f">{line}" for line in slack_escape(text).splitlines() or [""])
+    quoted = "\n".join(f">{line}" for line in slack_escape(text).splitlines() or [""])
+    if len(quoted) <= SECTION_LIMIT:
+        return quoted
+    note = f"\n_(comment shortened: {len(text):,} characters in all)_"
+    cut = quoted[: SECTION_LIMIT - len(note) - 1]
+    # Never end inside an escape such as &amp;, which Slack would show half-written.
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + "…" + note
 
 
 def slack_alert(classified: ClassifiedResponse, channel: str) -> dict[str, Any]:

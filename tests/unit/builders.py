@@ -1,0 +1,62 @@
+"""Builders and small helpers shared by the unit tests (no broker, no network)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from services.classifier.domain import classify_response
+from shared.events import ClassifiedResponse, Contact, Response, SurveyKind
+
+T = TypeVar("T")
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run one coroutine to completion on a fresh event loop (pytest-asyncio is not installed)."""
+    return asyncio.run(coroutine)
+
+
+def a_response(
+    score: int = 3,
+    *,
+    response_id: str = "resp-1",
+    customer_id: str = "cust-1",
+    comment: str | None = "It broke twice.",
+    email: str | None = None,
+    name: str | None = None,
+    survey_kind: SurveyKind = SurveyKind.NPS,
+    responded_at: datetime | None = None,
+    event_id: uuid.UUID | None = None,
+) -> Response:
+    now = datetime.now(UTC)
+    return Response(
+        event_id=event_id or uuid.uuid4(),
+        occurred_at=now,
+        response_id=response_id,
+        customer_id=customer_id,
+        survey_kind=survey_kind,
+        score=score,
+        comment=comment,
+        contact=Contact(email=email, name=name),
+        responded_at=responded_at or now,
+    )
+
+
+def a_classified_response(score: int = 3, **fields: Any) -> ClassifiedResponse:
+    return classify_response(a_response(score, **fields))
+
+
+class FakeClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)

@@ -1,0 +1,513 @@
+"""The notifier: which deliveries a response calls for, what they say, and sending each once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.notifier.adapters import (
+    PENDING,
+    DeliveryFailed,
+    Outbox,
+    OutboxEntry,
+    Sender,
+    SqlOutbox,
+)
+from services.notifier.dispatch import DeliveryMetrics, Dispatcher
+from services.notifier.domain import Channel, Delivery, DeliveryKind, LoopConfig, plan
+from services.notifier.messages import review_request, slack_alert
+from shared.events import ClassifiedResponse, Segment
+from tests.unit.builders import FakeClock, a_classified_response, run
+
+REVIEW_LINKS = {
+    "google": "https://g.page/r/our-shop/review",
+    "facebook": "https://facebook.com/our-shop/reviews",
+}
+CONFIG = LoopConfig(slack_channel="#nps-alerts", company_name="Our Shop", review_links=REVIEW_LINKS)
+
+
+# --- plan() -------------------------------------------------------------------------------
+
+
+def test_a_detractor_alerts_the_configured_slack_channel_with_the_comment() -> None:
+    classified = a_classified_response(2, comment="Nobody answered the phone")
+    [delivery] = plan(classified, CONFIG)
+    assert delivery.kind is DeliveryKind.ALERT
+    assert delivery.channel is Channel.SLACK
+    assert delivery.recipient == "#nps-alerts"
+    assert delivery.payload["channel"] == "#nps-alerts"
+    assert "Nobody answered the phone" in json.dumps(delivery.payload)
+    assert delivery.response_id == classified.response.response_id
+
+
+def test_a_passive_alerts_slack_too() -> None:
+    deliveries = plan(a_classified_response(7), CONFIG)
+    assert [(d.kind, d.channel, d.recipient) for d in deliveries] == [
+        (DeliveryKind.ALERT, Channel.SLACK, "#nps-alerts")
+    ]
+    assert "Passive" in deliveries[0].payload["text"]
+
+
+def test_a_promoter_with_an_email_is_asked_for_a_review_with_every_link() -> None:
+    classified = a_classified_response(10, email="ana@example.com", name="Ana")
+    [delivery] = plan(classified, CONFIG)
+    assert delivery.kind is DeliveryKind.REVIEW_REQUEST
+    assert delivery.channel is Channel.EMAIL
+    assert delivery.recipient == "ana@example.com"
+    assert delivery.payload["to_email"] == "ana@example.com"
+    for link in REVIEW_LINKS.values():
+        assert link in delivery.payload["text"]
+        assert f'href="{link}"' in delivery.payload["html"]
+
+
+def test_a_promoter_without_an_email_gets_nothing() -> None:
+    assert plan(a_classified_response(9, email=None), CONFIG) == []
+
+
+def test_a_promoter_gets_nothing_when_no_review_links_are_configured() -> None:
+    config = LoopConfig(slack_channel="#nps-alerts", company_name="Our Shop")
+    assert plan(a_classified_response(9, email="ana@example.com"), config) == []
+
+
+def test_an_update_of_the_same_response_has_the_same_idempotency_key() -> None:
+    first = a_classified_response(3, response_id="inv-7", comment=None)
+    update = a_classified_response(3, response_id="inv-7", comment="Still waiting for a refund")
+    assert first.event_id != update.event_id
+    [original] = plan(first, CONFIG)
+    [again] = plan(update, CONFIG)
+    assert again.idempotency_key == original.idempotency_key
+
+
+def test_different_responses_have_different_idempotency_keys() -> None:
+    [one] = plan(a_classified_response(3, response_id="inv-1"), CONFIG)
+    [other] = plan(a_classified_response(3, response_id="inv-2"), CONFIG)
+    assert one.idempotency_key != other.idempotency_key
+
+
+def test_a_detractor_with_a_long_comment_still_alerts() -> None:
+    deliveries = plan(a_classified_response(1, comment="Where do I start. " * 300), CONFIG)
+    assert len(deliveries) == 1
+    assert deliveries[0].channel is Channel.SLACK
+
+
+# --- messages -----------------------------------------------------------------------------
+
+
+def test_a_comment_cannot_ping_mention_or_link_in_slack() -> None:
+    comment = "<!channel> ask <@U123> to pay at <http://evil.example|your bank> & <!here>"
+    classified = a_classified_response(0, comment=comment)
+    classified = classified.model_copy(
+        update={
+            "response": classified.response.model_copy(
+                update={"segment": Segment(store="<!everyone>", region="<#C999>")}
+            )
+        }
+    )
+    payload = slack_alert(classified, "#nps-alerts")
+    dumped = json.dumps(payload)
+    for raw in ("<!channel>", "<@U123>", "<http", "<!here>", "<!everyone>", "<#C999>"):
+        assert raw not in dumped
+    assert "<" not in dumped  # no unescaped angle bracket anywhere
+    section = payload["blocks"][1]["text"]["text"]
+    assert "&lt;!channel&gt;" in section
+    assert "&lt;http://evil.example|your bank&gt;" in section
+    assert "&amp;" in section
+
+
+def test_a_comment_is_quoted_line_by_line_in_slack() -> None:
+    payload = slack_alert(a_classified_response(4, comment="first\nsecond"), "#nps-alerts")
+    assert payload["blocks"][1]["text"]["text"] == ">first\n>second"
+
+
+def test_an_alert_without_a_comment_says_so() -> None:
+    payload = slack_alert(a_classified_response(4, comment="   "), "#nps-alerts")
+    assert payload["blocks"][1]["text"]["text"] == "_No comment given._"
+
+
+def test_html_in_a_name_is_escaped_in_the_email() -> None:
+    classified = a_classified_response(
+        10,
+        email="ana@example.com",
+        name="<script>alert(1)</script>",
+        comment="<b>love it</b>",
+    )
+    payload = review_request(classified, "Smith & Sons", REVIEW_LINKS)
+    body = payload["html"]
+    assert "<script>" not in body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+    assert "<b>" not in body
+    assert "Smith &amp; Sons" in body
+
+
+def test_a_review_link_cannot_break_out_of_its_href() -> None:
+    links = {"google": 'https://g.page/r/x" onclick="steal()'}
+    payload = review_request(a_classified_response(9, email="a@example.com"), "Shop", links)
+    assert 'onclick="steal()' not in payload["html"]
+    assert "&quot; onclick=&quot;steal()" in payload["html"]
+
+
+# --- fakes for the dispatcher -------------------------------------------------------------
+
+
+@dataclass
+class FakeRow:
+    delivery: Delivery
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    provider_ref: str | None = None
+    last_error: str | None = None
+
+
+class FakeOutbox:
+    """The Outbox protocol in memory, with SqlOutbox's semantics."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, FakeRow] = {}
+        self._lock = threading.Lock()
+
+    def add(self, delivery: Delivery, now: datetime) -> bool:
+        with self._lock:
+            if delivery.idempotency_key in self.rows:
+                return False
+            self.rows[delivery.idempotency_key] = FakeRow(delivery, PENDING, 0, now)
+            return True
+
+    def claim(self, key: str, now: datetime, lease_until: datetime) -> OutboxEntry | None:
+        with self._lock:
+            row = self.rows.get(key)
+            if row is None or row.status != PENDING or row.next_attempt_at > now:
+                return None
+            row.next_attempt_at = lease_until
+            row.attempts += 1
+            return OutboxEntry(
+                idempotency_key=key,
+                channel=row.delivery.channel,
+                kind=row.delivery.kind.value,
+                recipient=row.delivery.recipient,
+                payload=dict(row.delivery.payload),
+                attempts=row.attempts,
+            )
+
+    def mark_sent(self, key: str, provider_ref: str, now: datetime) -> None:
+        self.rows[key].status = "sent"
+        self.rows[key].provider_ref = provider_ref
+
+    def mark_retry(self, key: str, error: str, next_attempt_at: datetime) -> None:
+        self.rows[key].next_attempt_at = next_attempt_at
+        self.rows[key].last_error = error
+
+    def mark_failed(self, key: str, error: str) -> None:
+        self.rows[key].status = "failed"
+        self.rows[key].last_error = error
+
+    def due(self, now: datetime, limit: int) -> list[str]:
+        pending = [
+            (row.next_attempt_at, key)
+            for key, row in self.rows.items()
+            if row.status == PENDING and row.next_attempt_at <= now
+        ]
+        return [key for _, key in sorted(pending)[:limit]]
+
+
+class FakeSender:
+    """Records every entry it is handed; raises the given failures first, one per attempt."""
+
+    def __init__(self, *failures: DeliveryFailed, delay_seconds: float = 0.0) -> None:
+        self.failures = list(failures)
+        self.delay_seconds = delay_seconds
+        self.attempted: list[OutboxEntry] = []
+        self.sent: list[OutboxEntry] = []
+
+    async def send(self, entry: OutboxEntry) -> str:
+        self.attempted.append(entry)
+        if self.delay_seconds:
+            await asyncio.sleep(self.delay_seconds)
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append(entry)
+        return f"fake-ref-{len(self.sent)}"
+
+
+class Loop:
+    """A dispatcher wired to fakes, with its registry, clock and senders at hand."""
+
+    def __init__(
+        self,
+        slack: FakeSender | None = None,
+        email: FakeSender | None = None,
+        **options: Any,
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self.clock = FakeClock()
+        self.outbox = FakeOutbox()
+        self.slack = slack or FakeSender()
+        self.email = email or FakeSender()
+        senders: dict[Channel, Sender] = {Channel.SLACK: self.slack, Channel.EMAIL: self.email}
+        self.dispatcher = Dispatcher(
+            self.outbox,
+            senders,
+            CONFIG,
+            DeliveryMetrics.create(self.registry),
+            clock=self.clock,
+            **options,
+        )
+
+    def handle(self, classified: ClassifiedResponse) -> None:
+        run(self.dispatcher.handle(classified))
+
+    def retry_due(self) -> int:
+        return run(self.dispatcher.retry_due())
+
+    def count(self, outcome: str, channel: str = "slack", kind: str = "alert") -> float | None:
+        return self.registry.get_sample_value(
+            "npsloop_deliveries_total", {"channel": channel, "kind": kind, "outcome": outcome}
+        )
+
+
+# --- Dispatcher ---------------------------------------------------------------------------
+
+
+def test_a_detractor_is_sent_to_slack_once() -> None:
+    loop = Loop()
+    loop.handle(a_classified_response(1, comment="Broken on arrival"))
+    assert len(loop.slack.sent) == 1
+    assert loop.slack.sent[0].recipient == "#nps-alerts"
+    assert "Broken on arrival" in json.dumps(loop.slack.sent[0].payload)
+    assert loop.email.attempted == []
+    assert loop.count("sent") == 1.0
+
+
+def test_a_promoter_review_request_goes_to_the_email_sender() -> None:
+    loop = Loop()
+    loop.handle(a_classified_response(10, email="ana@example.com"))
+    assert [entry.recipient for entry in loop.email.sent] == ["ana@example.com"]
+    assert loop.slack.attempted == []
+    assert loop.count("sent", channel="email", kind="review_request") == 1.0
+
+
+def test_the_same_classified_response_twice_is_sent_once_and_counted_as_a_duplicate() -> None:
+    loop = Loop()
+    classified = a_classified_response(2)
+    loop.handle(classified)
+    loop.handle(classified)
+    assert len(loop.slack.attempted) == 1
+    assert loop.count("sent") == 1.0
+    assert loop.count("duplicate") == 1.0
+
+
+def test_an_update_of_an_alerted_response_does_not_alert_again() -> None:
+    loop = Loop()
+    loop.handle(a_classified_response(2, response_id="inv-3", comment=None))
+    loop.handle(a_classified_response(2, response_id="inv-3", comment="Added later"))
+    assert len(loop.slack.sent) == 1
+    assert loop.count("duplicate") == 1.0
+
+
+def test_a_transient_failure_waits_for_retry_after_then_is_sent_exactly_once() -> None:
+    loop = Loop(slack=FakeSender(DeliveryFailed("Slack answered 429", retry_after=30)))
+    loop.handle(a_classified_response(2))
+    assert loop.slack.sent == []
+    assert loop.count("retry") == 1.0
+
+    loop.clock.advance(29.9)
+    assert loop.retry_due() == 0
+    assert len(loop.slack.attempted) == 1
+
+    loop.clock.advance(0.1)
+    assert loop.retry_due() == 1
+    assert len(loop.slack.sent) == 1
+    assert loop.slack.sent[0].attempts == 2
+
+    loop.clock.advance(3600)
+    assert loop.retry_due() == 0
+    assert len(loop.slack.attempted) == 2
+    assert loop.count("sent") == 1.0
+
+
+def test_transient_failures_without_retry_after_back_off_exponentially_up_to_the_cap() -> None:
+    failures = [DeliveryFailed("Slack answered 503") for _ in range(4)]
+    loop = Loop(slack=FakeSender(*failures), retry_max_seconds=3.0)
+    loop.handle(a_classified_response(2))
+    waits = []
+    while not loop.slack.sent:
+        waited = 0.0
+        while loop.retry_due() == 0:
+            loop.clock.advance(0.5)
+            waited += 0.5
+            assert waited < 60, "the retry never came due"
+        waits.append(waited)
+    assert waits == [1.0, 2.0, 3.0, 3.0]
+    assert loop.count("retry") == 4.0
+    assert loop.count("sent") == 1.0
+
+
+def test_a_permanent_failure_is_marked_failed_and_never_retried() -> None:
+    loop = Loop(
+        slack=FakeSender(DeliveryFailed("Slack answered 404: channel_not_found", permanent=True))
+    )
+    classified = a_classified_response(2)
+    loop.handle(classified)
+    [delivery] = plan(classified, CONFIG)
+    assert loop.outbox.rows[delivery.idempotency_key].status == "failed"
+    assert loop.count("failed") == 1.0
+
+    loop.clock.advance(86_400)
+    assert loop.retry_due() == 0
+    loop.handle(classified)
+    assert len(loop.slack.attempted) == 1
+    assert loop.count("sent") == 0.0
+
+
+def test_a_provider_that_does_not_answer_in_time_is_retried_later() -> None:
+    loop = Loop(slack=FakeSender(delay_seconds=5.0), attempt_timeout_seconds=0.01)
+    loop.handle(a_classified_response(2))
+    assert loop.slack.sent == []
+    assert loop.count("retry") == 1.0
+    assert loop.retry_due() == 0
+    loop.clock.advance(1)
+    loop.slack.delay_seconds = 0.0
+    assert loop.retry_due() == 1
+    assert len(loop.slack.sent) == 1
+
+
+# --- the outbox contract, for the fake and the real one alike -----------------------------
+
+
+@pytest.fixture(params=["fake", "sql"])
+def outbox(request: pytest.FixtureRequest) -> Iterator[Outbox]:
+    if request.param == "fake":
+        yield FakeOutbox()
+    else:
+        yield SqlOutbox(request.getfixturevalue("sessions"))
+
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def later(seconds: float) -> datetime:
+    return NOW + timedelta(seconds=seconds)
+
+
+def an_alert(response_id: str = "resp-1") -> Delivery:
+    [delivery] = plan(a_classified_response(2, response_id=response_id), CONFIG)
+    return delivery
+
+
+def test_an_outbox_records_a_key_once(outbox: Outbox) -> None:
+    delivery = an_alert()
+    assert outbox.add(delivery, NOW) is True
+    assert outbox.add(delivery, later(1)) is False
+    assert outbox.due(later(1), 10) == [delivery.idempotency_key]
+
+
+def test_an_outbox_hands_out_a_claimed_delivery_once_until_its_lease_ends(outbox: Outbox) -> None:
+    delivery = an_alert()
+    outbox.add(delivery, NOW)
+    entry = outbox.claim(delivery.idempotency_key, NOW, later(30))
+    assert entry is not None
+    assert entry.attempts == 1
+    assert entry.channel is Channel.SLACK
+    assert entry.payload == delivery.payload
+    assert outbox.claim(delivery.idempotency_key, later(29), later(60)) is None
+    assert outbox.due(later(29), 10) == []
+    again = outbox.claim(delivery.idempotency_key, later(30), later(60))
+    assert again is not None
+    assert again.attempts == 2
+
+
+def test_an_outbox_does_not_hand_out_a_delivery_before_its_retry_time(outbox: Outbox) -> None:
+    delivery = an_alert()
+    outbox.add(delivery, NOW)
+    outbox.claim(delivery.idempotency_key, NOW, later(30))
+    outbox.mark_retry(delivery.idempotency_key, "429", later(5))
+    assert outbox.due(later(4), 10) == []
+    assert outbox.claim(delivery.idempotency_key, later(4), later(34)) is None
+    assert outbox.due(later(5), 10) == [delivery.idempotency_key]
+
+
+@pytest.mark.parametrize("finish", ["sent", "failed"])
+def test_an_outbox_never_hands_out_a_finished_delivery(outbox: Outbox, finish: str) -> None:
+    delivery = an_alert()
+    outbox.add(delivery, NOW)
+    outbox.claim(delivery.idempotency_key, NOW, later(30))
+    if finish == "sent":
+        outbox.mark_sent(delivery.idempotency_key, "C1:123.456", later(1))
+    else:
+        outbox.mark_failed(delivery.idempotency_key, "channel_not_found")
+    assert outbox.due(later(3600), 10) == []
+    assert outbox.claim(delivery.idempotency_key, later(3600), later(3630)) is None
+
+
+def test_an_outbox_lists_due_keys_oldest_first_up_to_the_limit(outbox: Outbox) -> None:
+    keys = []
+    for index, seconds in enumerate((20, 10, 30)):
+        delivery = an_alert(response_id=f"resp-{index}")
+        outbox.add(delivery, later(seconds))
+        keys.append(delivery.idempotency_key)
+    assert outbox.due(later(25), 10) == [keys[1], keys[0]]
+    assert outbox.due(later(60), 2) == [keys[1], keys[0]]
+
+
+# --- SqlOutbox specifics ------------------------------------------------------------------
+
+
+def test_two_workers_claiming_the_same_delivery_at_once_get_it_only_once(
+    sessions: sessionmaker[Session],
+) -> None:
+    outbox = SqlOutbox(sessions)
+    delivery = an_alert()
+    outbox.add(delivery, NOW)
+    workers = 4
+    start = threading.Barrier(workers)
+
+    def claim() -> OutboxEntry | None:
+        start.wait()
+        return outbox.claim(delivery.idempotency_key, NOW, later(30))
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(claim) for _ in range(workers)]
+        results = [future.result(timeout=30) for future in futures]
+    assert sum(result is not None for result in results) == 1
+
+
+def test_a_sent_delivery_is_no_longer_due(sessions: sessionmaker[Session]) -> None:
+    outbox = SqlOutbox(sessions)
+    delivery = an_alert()
+    assert outbox.add(delivery, NOW) is True
+    assert outbox.add(delivery, NOW) is False
+    entry = outbox.claim(delivery.idempotency_key, NOW, later(30))
+    assert entry is not None
+    outbox.mark_sent(delivery.idempotency_key, "C1:123.456", later(1))
+    assert outbox.due(later(3600), 100) == []
+
+
+def test_the_dispatcher_sends_once_through_the_sql_outbox(sessions: sessionmaker[Session]) -> None:
+    registry = CollectorRegistry()
+    slack = FakeSender()
+    clock = FakeClock()
+    dispatcher = Dispatcher(
+        SqlOutbox(sessions),
+        {Channel.SLACK: slack, Channel.EMAIL: FakeSender()},
+        CONFIG,
+        DeliveryMetrics.create(registry),
+        clock=clock,
+    )
+    classified = a_classified_response(0)
+    run(dispatcher.handle(classified))
+    run(dispatcher.handle(classified))
+    clock.advance(3600)
+    assert run(dispatcher.retry_due()) == 0
+    assert len(slack.sent) == 1
+    labels = {"channel": "slack", "kind": "alert", "outcome": "duplicate"}
+    assert registry.get_sample_value("npsloop_deliveries_total", labels) == 1.0
