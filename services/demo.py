@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from shared.signing import webhook_headers
+
 STORES = [
     ("Hovedstaden", "Retail", "København Strøget", "da"),
     ("Hovedstaden", "Retail", "Lyngby Storcenter", "da"),
@@ -152,12 +154,16 @@ def events(seed: int = 7) -> Iterator[DemoEvent]:
 class DemoTraffic:
     """Posts demo events to ingest at a steady rate until stopped."""
 
-    def __init__(self, ingest_url: str, rate_per_second: float, seed: int = 7) -> None:
+    def __init__(
+        self, ingest_url: str, rate_per_second: float, webhook_secret: str, seed: int = 7
+    ) -> None:
         self.ingest_url = ingest_url.rstrip("/")
+        self.webhook_secret = webhook_secret
         self.interval = 1.0 / max(rate_per_second, 0.01)
         self.seed = seed
         self.sent = 0
         self.failed = 0
+        self._number = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="demo-traffic", daemon=True)
 
@@ -178,10 +184,13 @@ class DemoTraffic:
                 self._stop.wait(self.interval)
 
     def _post(self, event: DemoEvent) -> None:
+        body = json.dumps(event.body).encode()
+        self._number += 1
+        headers = webhook_headers(self.webhook_secret, f"demo-{self.seed}-{self._number}", body)
         request = urllib.request.Request(
             self.ingest_url + event.path,
-            data=json.dumps(event.body).encode(),
-            headers={"Content-Type": "application/json"},
+            data=body,
+            headers={"Content-Type": "application/json", **headers},
             method="POST",
         )
         try:

@@ -7,8 +7,10 @@ killed outright, so nothing is left behind.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -220,15 +222,37 @@ def nps_summary(metrics_text: str, survey_kind: str = "nps", window: str = "30d"
     )
 
 
+def embedded_secrets(settings: Settings, data_dir: Path) -> dict[str, str]:
+    """The webhook and link secrets: as configured, else made once and kept in the data dir."""
+    path = data_dir / "secrets.json"
+    kept: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    secrets_env = {}
+    for name in ("webhook_secret", "token_secret"):
+        configured = getattr(settings, name)
+        if configured is not None and configured.get_secret_value():
+            secrets_env[f"NPSLOOP_{name.upper()}"] = configured.get_secret_value()
+            continue
+        if name not in kept:
+            raw = secrets.token_bytes(32)
+            kept[name] = "whsec_" + base64.b64encode(raw).decode()
+        secrets_env[f"NPSLOOP_{name.upper()}"] = kept[name]
+    if kept:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(kept))
+        path.chmod(0o600)
+    return secrets_env
+
+
 def run(settings: Settings, demo: bool = False, demo_rate: float = 2.0) -> int:
     def interrupt(_signum: int, _frame: FrameType | None) -> None:
         raise Stop
 
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
-    extra_env: dict[str, str] = {}
-    if demo and not (settings.review_google_url or settings.review_facebook_url):
-        extra_env = DEMO_REVIEW_LINKS
+    extra_env = embedded_secrets(settings, settings.data_dir.resolve())
+    demo_links = demo and not (settings.review_google_url or settings.review_facebook_url)
+    if demo_links:
+        extra_env.update(DEMO_REVIEW_LINKS)
     supervisor = Supervisor(settings, extra_env)
     supervisor.log_dir.mkdir(parents=True, exist_ok=True)
     traffic: DemoTraffic | None = None
@@ -241,7 +265,9 @@ def run(settings: Settings, demo: bool = False, demo_rate: float = 2.0) -> int:
         supervisor.wait_ready()
         _print_urls(supervisor, settings)
         if demo:
-            traffic = DemoTraffic(supervisor.worker("ingest").url, demo_rate).start()
+            traffic = DemoTraffic(
+                supervisor.worker("ingest").url, demo_rate, extra_env["NPSLOOP_WEBHOOK_SECRET"]
+            ).start()
             languages = "Danish, Swedish, English"
             print(f"  demo        {demo_rate:g} responses/s with purchases, in {languages}")
             if extra_env:

@@ -138,6 +138,7 @@ class Purchase(Event):
     experience: Experience = Experience.PRODUCT
     contact: Contact = Contact()
     locale: Locale | None = None
+    timezone: Annotated[str, Field(max_length=64)] | None = None
     purchased_at: AwareDatetime | None = None
 
 
@@ -163,6 +164,9 @@ class Invitation(Event):
     products: list[Label] = []
     segment: Segment = Segment()
     locale: Locale | None = None
+    contact: Contact = Contact()
+    experience: Experience | None = None
+    purchased_at: AwareDatetime | None = None
 
 
 class ResponseSource(StrEnum):

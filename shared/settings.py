@@ -99,6 +99,66 @@ class Settings(BaseSettings):
     delivery_retry_max_seconds: float = Field(
         300.0, gt=0, description="Longest wait between two attempts of a failed delivery."
     )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="Shared secret of the Standard Webhooks signatures on POST /v1/purchases and "
+        "/v1/responses (whsec_<base64> or any string). Required by ingest; `npsloop up` makes one.",
+    )
+    token_secret: SecretStr | None = Field(
+        None,
+        description="Key that signs survey and unsubscribe links (ingest and notifier). "
+        "Required; `npsloop up` makes one.",
+    )
+    public_url: str | None = Field(
+        None,
+        description="Base URL of ingest as customers reach it, for links in emails. "
+        "Unset: http://127.0.0.1:<ingest port>.",
+    )
+    survey_link_days: int = Field(
+        30, ge=1, description="How long a survey link works after sending."
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest request body ingest accepts (larger: 413)."
+    )
+    journal_max_backlog: int = Field(
+        10_000,
+        ge=1,
+        description="Unpublished journal entries beyond which ingest answers 503 with "
+        "Retry-After instead of accepting more (the broker is away).",
+    )
+    delay_service_hours: float = Field(
+        24.0, ge=0, description="Wait after a service experience before inviting."
+    )
+    delay_product_hours: float = Field(
+        14 * 24.0, ge=0, description="Wait after a product purchase before inviting (to use it)."
+    )
+    send_window: str = Field(
+        "09:00-20:00",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]$",
+        description="Local hours in which invitations are sent (never at night).",
+    )
+    default_timezone: str = Field(
+        "Europe/Copenhagen",
+        description="Time zone of customers whose purchase names none and whose locale "
+        "names no country.",
+    )
+    fatigue_days: int = Field(
+        90, ge=0, description="No invitation within this many days of the last one or a response."
+    )
+    default_sampling_rate: float = Field(
+        1.0, ge=0, le=1, description="Share of eligible purchases that get an invitation."
+    )
+    sampling_rates: dict[str, float] = Field(
+        default_factory=dict,
+        description='Sampling per segment, as JSON: {"store=Webshop": 0.25, "region=Skåne": 0.5}; '
+        "the first matching entry wins, else the default rate.",
+    )
+    heard_from_options: list[str] = Field(
+        default_factory=list,
+        description='Answers to "how did you first hear about us?" as JSON, e.g. '
+        '["recommendation", "google", "social_media", "ads", "local_paper", "store", "other"]; '
+        "empty: the question is not asked.",
+    )
     aggregate_refresh_seconds: float = Field(
         2.0, gt=0, description="How often the aggregator recomputes its windows for /metrics."
     )
@@ -122,6 +182,19 @@ class Settings(BaseSettings):
     @property
     def local_outbox_path(self) -> Path:
         return self.data_dir / "outbox.jsonl"
+
+    @property
+    def ingest_public_url(self) -> str:
+        return (self.public_url or f"http://127.0.0.1:{self.ingest_port}").rstrip("/")
+
+    def require_secret(self, name: Literal["webhook_secret", "token_secret"]) -> str:
+        value: SecretStr | None = getattr(self, name)
+        if value is None or not value.get_secret_value():
+            raise SystemExit(
+                f"NPSLOOP_{name.upper()} is not set: set it to a long random string "
+                "(`npsloop up` makes and keeps one for you in the data directory)."
+            )
+        return value.get_secret_value()
 
     def require_bootstrap_servers(self) -> str:
         if not self.kafka_bootstrap_servers:

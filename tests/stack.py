@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from shared.process import die_with_parent, free_port
 from shared.settings import SERVICES, ServiceName
+from shared.signing import webhook_headers
 
 READY_TIMEOUT = 120.0
 
@@ -29,10 +31,18 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
         return 0, ""
 
 
-def http_post(url: str, body: bytes, timeout: float = 15.0) -> tuple[int, str, dict[str, str]]:
-    request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
-    )
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"the integration tests' webhook key").decode()
+TOKEN_SECRET = "the integration tests' link key"
+
+
+def http_post(
+    url: str, body: bytes, timeout: float = 15.0, signed: bool = True
+) -> tuple[int, str, dict[str, str]]:
+    """POST JSON, signed as a Standard Webhook with the stack's secret unless told otherwise."""
+    headers = {"Content-Type": "application/json"}
+    if signed:
+        headers.update(webhook_headers(WEBHOOK_SECRET, f"msg_{uuid.uuid4().hex}", body))
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
             return answer.status, answer.read().decode(), dict(answer.headers.items())
@@ -67,6 +77,8 @@ class Stack:
                 "NPSLOOP_BROKER_SESSION_TIMEOUT_SECONDS": "6",
                 "NPSLOOP_AGGREGATE_REFRESH_SECONDS": "0.5",
                 "NPSLOOP_LOG_LEVEL": "info",
+                "NPSLOOP_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "NPSLOOP_TOKEN_SECRET": TOKEN_SECRET,
             }
         )
         if self.database_url:

@@ -1,38 +1,106 @@
-"""Ingest's adapters: publishing accepted events onto their topics."""
+"""Ingest's relay: publishes the journal to Kafka, oldest first, marking what the broker took."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 
 import faust
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from shared.events import Event, encode
-from shared.topics import TopicSpec
+from services.ingest.store import IngestStore
 
-
-class PublishError(Exception):
-    """The broker did not confirm an event in time; the client should retry."""
+log = logging.getLogger(__name__)
 
 
-class Publisher(Protocol):
-    """Puts events on topics and returns once the broker has them."""
+class Relay:
+    """Moves journaled events onto their topics; survives a broker outage by waiting it out.
 
-    async def publish(self, spec: TopicSpec, key: str, event: Event) -> None: ...
+    Entries are leased while in flight, so two ingest workers sharing a database do not
+    publish the same entry at once; an entry whose attempt failed is tried again when
+    its lease runs out. Consumers are idempotent, so a repeat after a crash is harmless.
+    """
 
+    def __init__(
+        self,
+        store: IngestStore,
+        topics: Mapping[str, faust.TopicT],
+        registry: CollectorRegistry,
+        *,
+        batch_size: int = 500,
+        send_timeout_seconds: float = 10.0,
+    ) -> None:
+        self.store = store
+        self.topics = topics
+        self.batch_size = batch_size
+        self.send_timeout = send_timeout_seconds
+        self.backlog = 0
+        self._wake = asyncio.Event()
+        self.published = Counter(
+            "npsloop_journal_published_total",
+            "Journal entries published to Kafka, by topic.",
+            ["topic"],
+            registry=registry,
+        )
+        self.backlog_gauge = Gauge(
+            "npsloop_journal_backlog",
+            "Accepted events not yet confirmed by the broker.",
+            registry=registry,
+        )
 
-class FaustPublisher:
-    """Publishes with the worker's own producer and waits for the broker's acknowledgement."""
+    def wake(self) -> None:
+        self._wake.set()
 
-    def __init__(self, topics: dict[str, faust.TopicT], timeout_seconds: float = 10.0) -> None:
-        self._topics = topics
-        self._timeout = timeout_seconds
+    async def run(self) -> None:
+        pause = 0.5
+        while True:
+            try:
+                sent = await self.publish_once()
+                pause = 0.5
+            except Exception as exc:
+                log.warning("publishing the journal failed, retrying in %.1fs: %s", pause, exc)
+                sent = 0
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 10.0)
+            if sent == 0:
+                self._wake.clear()
+                try:
+                    async with asyncio.timeout(1.0):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
 
-    async def publish(self, spec: TopicSpec, key: str, event: Event) -> None:
-        topic = self._topics[spec.name]
+    async def publish_once(self) -> int:
+        now = datetime.now(UTC)
+        entries = await asyncio.to_thread(
+            self.store.claim_unpublished,
+            now,
+            now + timedelta(seconds=self.send_timeout * 3),
+            self.batch_size,
+        )
+        if not entries:
+            self.backlog = await asyncio.to_thread(self.store.backlog)
+            self.backlog_gauge.set(self.backlog)
+            return 0
         try:
-            async with asyncio.timeout(self._timeout):
-                pending = await topic.send(key=key.encode(), value=encode(event))
-                await pending
-        except TimeoutError as exc:
-            raise PublishError(f"the broker did not confirm within {self._timeout:.0f}s") from exc
+            async with asyncio.timeout(self.send_timeout):
+                pending = [
+                    await self.topics[entry.topic].send(key=entry.key.encode(), value=entry.value)
+                    for entry in entries
+                ]
+                await asyncio.gather(*pending)
+        except BaseException:
+            await asyncio.to_thread(self.store.release, [entry.id for entry in entries])
+            self.backlog = await asyncio.to_thread(self.store.backlog)
+            self.backlog_gauge.set(self.backlog)
+            raise
+        await asyncio.to_thread(
+            self.store.mark_published, [entry.id for entry in entries], datetime.now(UTC)
+        )
+        for entry in entries:
+            self.published.labels(entry.topic).inc()
+        self.backlog = await asyncio.to_thread(self.store.backlog)
+        self.backlog_gauge.set(self.backlog)
+        return len(entries)

@@ -2,24 +2,94 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime, timedelta
+
 import faust
 from prometheus_client import CollectorRegistry
 
-from services.ingest.adapters import FaustPublisher
-from services.ingest.web import IngestRoutes
+from services.ingest import agents
+from services.ingest.adapters import Relay
+from services.ingest.planning import Rules, SendWindow
+from services.ingest.store import IngestStore
+from services.ingest.web import EdgeConfig, IngestRoutes
 from shared import topics
+from shared.db import make_engine, migrate, session_factory
+from shared.metrics import StreamMetrics
 from shared.settings import Settings
-from shared.streams import add_health_routes, make_app, topic, web_router
+from shared.signing import WEBHOOK_TOLERANCE_SECONDS
+from shared.streams import (
+    EventLoop,
+    add_health_routes,
+    consumer_ready,
+    dlq_topic,
+    make_app,
+    topic,
+    web_router,
+)
+
+JOURNALED = (
+    topics.PURCHASES,
+    topics.RESPONSES,
+    topics.INVITATIONS,
+    topics.CONTACT_PREFERENCES,
+    topics.CASES,
+)
+
+
+def planning_rules(settings: Settings) -> Rules:
+    return Rules(
+        delay_service=timedelta(hours=settings.delay_service_hours),
+        delay_product=timedelta(hours=settings.delay_product_hours),
+        window=SendWindow.parse(settings.send_window),
+        default_timezone=settings.default_timezone,
+        fatigue=timedelta(days=settings.fatigue_days),
+        default_sampling_rate=settings.default_sampling_rate,
+        sampling=Rules.parse_sampling(settings.sampling_rates),
+    )
 
 
 def create_app(settings: Settings) -> faust.App:
+    webhook_secret = settings.require_secret("webhook_secret")
+    rules = planning_rules(settings)
     app = make_app("ingest", settings)
-    # Ingest consumes nothing yet: start the web server and the producer only.
-    app.producer_only = True
     registry = CollectorRegistry()
-    published = {
-        spec.name: topic(app, spec, settings) for spec in (topics.RESPONSES, topics.PURCHASES)
-    }
-    IngestRoutes(FaustPublisher(published), registry).register(web_router(app))
-    add_health_routes(app, "ingest", registry, ready=lambda: app.producer.started)
+    url = settings.database_url_of("ingest")
+    if settings.migrate_on_start:
+        migrate(url)
+    # A webhook id is remembered for twice the signature tolerance: a replay older than
+    # that fails the timestamp check instead.
+    store = IngestStore(
+        session_factory(make_engine(url)),
+        webhook_memory=timedelta(seconds=2 * WEBHOOK_TOLERANCE_SECONDS),
+    )
+    journaled = {spec.name: topic(app, spec, settings) for spec in JOURNALED}
+    relay = Relay(store, journaled, registry)
+    IngestRoutes(
+        store,
+        backlog=lambda: relay.backlog,
+        on_accepted=relay.wake,
+        config=EdgeConfig(webhook_secret, settings.max_body_bytes, settings.journal_max_backlog),
+        registry=registry,
+    ).register(web_router(app))
+    agents.register(
+        app,
+        purchases=journaled[topics.PURCHASES.name],
+        responses=journaled[topics.RESPONSES.name],
+        preferences=journaled[topics.CONTACT_PREFERENCES.name],
+        store=store,
+        rules=rules,
+        loop=EventLoop("ingest", dlq_topic(app, settings), StreamMetrics.create(registry)),
+        on_journaled=relay.wake,
+    )
+
+    @app.task
+    async def publish_journal() -> None:
+        await relay.run()
+
+    @app.timer(60.0)
+    async def forget_old_webhook_ids() -> None:
+        await asyncio.to_thread(store.forget_old_webhook_ids, datetime.now(UTC))
+
+    add_health_routes(app, "ingest", registry, ready=lambda: consumer_ready(app))
     return app

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import time
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -13,11 +16,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from services.ingest.adapters import PublishError
 from services.ingest.domain import PurchaseSubmission, ResponseSubmission, validation_errors
-from services.ingest.web import IngestRoutes, openapi_document
+from services.ingest.openapi import openapi_document
+from services.ingest.store import Inbound, ReplayedWebhook
+from services.ingest.web import EdgeConfig, IngestRoutes
 from shared import topics
 from shared.events import Event, Purchase, Response
+from shared.signing import webhook_headers
 from shared.topics import TopicSpec
 from tests.unit.builders import run
 
@@ -156,17 +161,24 @@ def test_every_reference_in_the_openapi_document_resolves() -> None:
 # --- HTTP handlers ------------------------------------------------------------------------
 
 
-class FakePublisher:
-    """Records what it was asked to publish; can be told to fail like an unreachable broker."""
+SECRET = "whsec_" + base64.b64encode(b"a test secret of 24 bytes").decode()
 
-    def __init__(self, *, fail: bool = False) -> None:
-        self.fail = fail
+
+class FakeJournal:
+    """Records what was journaled; its backlog can be set to that of a broker that is away."""
+
+    def __init__(self, *, backlog: int = 0) -> None:
+        self.backlog = backlog
         self.published: list[tuple[TopicSpec, str, Event]] = []
+        self.webhook_ids: set[str] = set()
 
-    async def publish(self, spec: TopicSpec, key: str, event: Event) -> None:
-        if self.fail:
-            raise PublishError("the broker did not confirm within 10s")
-        self.published.append((spec, key, event))
+    def accept(self, inbound: list[Inbound], webhook_id: str | None, now: datetime) -> int:
+        if webhook_id is not None:
+            if webhook_id in self.webhook_ids:
+                raise ReplayedWebhook(webhook_id)
+            self.webhook_ids.add(webhook_id)
+        self.published.extend((item.spec, item.key, item.event) for item in inbound)
+        return len(inbound)
 
 
 class Answer:
@@ -176,19 +188,35 @@ class Answer:
         self.headers = headers
 
 
+def routes_for(journal: FakeJournal, registry: CollectorRegistry | None = None) -> IngestRoutes:
+    return IngestRoutes(
+        journal,
+        backlog=lambda: journal.backlog,
+        on_accepted=lambda: None,
+        config=EdgeConfig(SECRET, max_body_bytes=1024 * 1024, max_backlog=100),
+        registry=registry or CollectorRegistry(),
+    )
+
+
 def post(
-    publisher: FakePublisher, path: str, body: Any, routes: IngestRoutes | None = None
+    journal: FakeJournal,
+    path: str,
+    body: Any,
+    routes: IngestRoutes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Answer:
-    """POST a body (JSON-encoded unless already bytes/str) to the routes, in process."""
+    """POST a body (JSON-encoded unless already bytes/str), signed, to the routes, in process."""
     data = body if isinstance(body, bytes | str) else json.dumps(body)
-    handlers = routes or IngestRoutes(publisher, CollectorRegistry())
+    raw = data.encode() if isinstance(data, str) else data
+    handlers = routes or routes_for(journal)
+    signed = webhook_headers(SECRET, f"msg_{uuid.uuid4().hex}", raw) if headers is None else headers
 
     async def exchange() -> Answer:
         app = web.Application()
         handlers.register(app.router)
         async with TestClient(TestServer(app)) as client:
             answer = await client.post(
-                path, data=data, headers={"Content-Type": "application/json"}
+                path, data=raw, headers={"Content-Type": "application/json", **signed}
             )
             text = await answer.text()
             is_json = answer.content_type == "application/json"
@@ -204,13 +232,13 @@ def fields_of(answer: Answer) -> list[str]:
 
 
 def test_a_valid_response_is_accepted_and_published_once_keyed_by_customer() -> None:
-    publisher = FakePublisher()
-    answer = post(publisher, "/v1/responses", a_response_submission(comment="Too slow"))
+    journal = FakeJournal()
+    answer = post(journal, "/v1/responses", a_response_submission(comment="Too slow"))
     assert answer.status == 202
     assert answer.body["accepted"] == 1
     assert answer.body["response_id"] == "inv-1"
-    assert len(publisher.published) == 1
-    spec, key, event = publisher.published[0]
+    assert len(journal.published) == 1
+    spec, key, event = journal.published[0]
     assert spec is topics.RESPONSES
     assert key == "cust-1"
     assert isinstance(event, Response)
@@ -220,88 +248,90 @@ def test_a_valid_response_is_accepted_and_published_once_keyed_by_customer() -> 
 
 
 def test_a_score_of_eleven_is_refused_naming_score_and_nothing_is_published() -> None:
-    publisher = FakePublisher()
-    answer = post(publisher, "/v1/responses", a_response_submission(score=11))
+    journal = FakeJournal()
+    answer = post(journal, "/v1/responses", a_response_submission(score=11))
     assert answer.status == 422
     assert fields_of(answer) == ["score"]
-    assert publisher.published == []
+    assert journal.published == []
 
 
 def test_a_response_without_a_customer_is_refused_naming_customer_id() -> None:
-    publisher = FakePublisher()
+    journal = FakeJournal()
     body = a_response_submission()
     del body["customer_id"]
-    answer = post(publisher, "/v1/responses", body)
+    answer = post(journal, "/v1/responses", body)
     assert answer.status == 422
     assert "customer_id" in fields_of(answer)
-    assert publisher.published == []
+    assert journal.published == []
 
 
 @pytest.mark.parametrize("path", ["/v1/responses", "/v1/purchases"])
 def test_a_body_that_is_not_json_is_refused_and_nothing_is_published(path: str) -> None:
-    publisher = FakePublisher()
-    answer = post(publisher, path, "not json")
+    journal = FakeJournal()
+    answer = post(journal, path, "not json")
     assert answer.status == 422
     assert answer.body["detail"][0]["type"] == "json_invalid"
-    assert publisher.published == []
+    assert journal.published == []
 
 
 def test_a_comment_with_a_control_character_is_refused_with_422() -> None:
-    publisher = FakePublisher()
-    answer = post(publisher, "/v1/responses", a_response_submission(comment="ding\x07"))
+    journal = FakeJournal()
+    answer = post(journal, "/v1/responses", a_response_submission(comment="ding\x07"))
     assert answer.status == 422
     assert fields_of(answer) == ["comment"]
-    assert publisher.published == []
+    assert journal.published == []
 
 
 def test_a_batch_of_purchases_is_accepted_and_each_one_published() -> None:
-    publisher = FakePublisher()
+    journal = FakeJournal()
     batch = [
         a_purchase_submission(order_id="ord-1", customer_id="cust-1"),
         a_purchase_submission(order_id="ord-2", customer_id="cust-2"),
     ]
-    answer = post(publisher, "/v1/purchases", batch)
+    answer = post(journal, "/v1/purchases", batch)
     assert answer.status == 202
     assert answer.body["accepted"] == 2
-    assert [(spec, key) for spec, key, _ in publisher.published] == [
+    assert [(spec, key) for spec, key, _ in journal.published] == [
         (topics.PURCHASES, "cust-1"),
         (topics.PURCHASES, "cust-2"),
     ]
-    assert answer.body["event_ids"] == [str(event.event_id) for _, _, event in publisher.published]
+    assert answer.body["event_ids"] == [str(event.event_id) for _, _, event in journal.published]
 
 
 def test_a_single_purchase_object_is_accepted_too() -> None:
-    publisher = FakePublisher()
-    answer = post(publisher, "/v1/purchases", a_purchase_submission())
+    journal = FakeJournal()
+    answer = post(journal, "/v1/purchases", a_purchase_submission())
     assert answer.status == 202
     assert answer.body["accepted"] == 1
-    assert len(publisher.published) == 1
+    assert len(journal.published) == 1
 
 
 def test_a_batch_with_a_bad_second_item_is_refused_whole_naming_the_item() -> None:
-    publisher = FakePublisher()
+    journal = FakeJournal()
     batch = [a_purchase_submission(order_id="ord-1"), a_purchase_submission(amount="-5")]
-    answer = post(publisher, "/v1/purchases", batch)
+    answer = post(journal, "/v1/purchases", batch)
     assert answer.status == 422
     assert fields_of(answer) == ["1.amount"]
     assert answer.body["detail"][0]["loc"] == ["body", 1, "amount"]
-    assert publisher.published == []
+    assert journal.published == []
 
 
 def test_an_empty_batch_is_refused_naming_the_body() -> None:
-    publisher = FakePublisher()
-    answer = post(publisher, "/v1/purchases", [])
+    journal = FakeJournal()
+    answer = post(journal, "/v1/purchases", [])
     assert answer.status == 422
     assert fields_of(answer) == ["body"]
-    assert publisher.published == []
+    assert journal.published == []
 
 
 @pytest.mark.parametrize(
     ("path", "body"),
     [("/v1/responses", a_response_submission()), ("/v1/purchases", [a_purchase_submission()])],
 )
-def test_an_unreachable_broker_answers_503_with_retry_after(path: str, body: Any) -> None:
-    answer = post(FakePublisher(fail=True), path, body)
+def test_a_journal_too_far_behind_the_broker_answers_503_with_retry_after(
+    path: str, body: Any
+) -> None:
+    answer = post(FakeJournal(backlog=100), path, body)
     assert answer.status == 503
     assert int(answer.headers["Retry-After"]) > 0
     assert "try again" in answer.body["error"]
@@ -315,15 +345,75 @@ def requests_counted(registry: CollectorRegistry, endpoint: str, outcome: str) -
 
 def test_every_request_is_counted_by_endpoint_and_outcome() -> None:
     registry = CollectorRegistry()
-    publisher = FakePublisher()
-    routes = IngestRoutes(publisher, registry)
-    post(publisher, "/v1/responses", a_response_submission(), routes)
-    post(publisher, "/v1/responses", a_response_submission(score=11), routes)
-    post(publisher, "/v1/responses", "not json", routes)
-    publisher.fail = True
-    post(publisher, "/v1/purchases", a_purchase_submission(), routes)
+    journal = FakeJournal()
+    routes = routes_for(journal, registry)
+    post(journal, "/v1/responses", a_response_submission(), routes)
+    post(journal, "/v1/responses", a_response_submission(score=11), routes)
+    post(journal, "/v1/responses", "not json", routes)
+    journal.backlog = 100
+    post(journal, "/v1/purchases", a_purchase_submission(), routes)
     assert requests_counted(registry, "responses", "accepted") == 1.0
     assert requests_counted(registry, "responses", "invalid") == 2.0
     assert requests_counted(registry, "responses", "unavailable") == 0.0
     assert requests_counted(registry, "purchases", "unavailable") == 1.0
     assert requests_counted(registry, "purchases", "accepted") == 0.0
+
+
+# --- signatures and size -------------------------------------------------------------------
+
+
+def test_a_request_without_signature_headers_is_refused_with_401_naming_them() -> None:
+    journal = FakeJournal()
+    answer = post(journal, "/v1/responses", a_response_submission(), headers={})
+    assert answer.status == 401
+    assert "webhook-signature" in answer.body["error"]
+    assert journal.published == []
+
+
+def test_a_wrong_signature_is_refused_with_401() -> None:
+    journal = FakeJournal()
+    body = json.dumps(a_response_submission()).encode()
+    headers = webhook_headers("another secret", "msg_wrong", body)
+    answer = post(journal, "/v1/responses", body, headers=headers)
+    assert answer.status == 401
+    assert "does not match" in answer.body["error"]
+    assert journal.published == []
+
+
+def test_a_signature_over_another_body_is_refused_with_401() -> None:
+    journal = FakeJournal()
+    headers = webhook_headers(SECRET, "msg_tampered", json.dumps(a_response_submission()).encode())
+    tampered = json.dumps(a_response_submission(score=10)).encode()
+    answer = post(journal, "/v1/responses", tampered, headers=headers)
+    assert answer.status == 401
+    assert journal.published == []
+
+
+def test_a_stale_timestamp_is_refused_with_401_saying_so() -> None:
+    journal = FakeJournal()
+    body = json.dumps(a_response_submission()).encode()
+    headers = webhook_headers(SECRET, "msg_stale", body, timestamp=int(time.time()) - 6 * 60)
+    answer = post(journal, "/v1/responses", body, headers=headers)
+    assert answer.status == 401
+    assert "stale" in answer.body["error"]
+    assert journal.published == []
+
+
+def test_a_replayed_webhook_id_is_refused_with_401_saying_so() -> None:
+    journal = FakeJournal()
+    routes = routes_for(journal)
+    body = json.dumps(a_response_submission()).encode()
+    headers = webhook_headers(SECRET, "msg_once", body)
+    assert post(journal, "/v1/responses", body, routes=routes, headers=headers).status == 202
+    again = post(journal, "/v1/responses", body, routes=routes, headers=headers)
+    assert again.status == 401
+    assert "already received" in again.body["error"]
+    assert len(journal.published) == 1
+
+
+def test_a_body_over_the_limit_is_refused_with_413() -> None:
+    journal = FakeJournal()
+    body = json.dumps(a_response_submission(comment="x" * 9_000)).encode() + b" " * (1024 * 1024)
+    answer = post(journal, "/v1/responses", body)
+    assert answer.status == 413
+    assert journal.published == []

@@ -1,0 +1,57 @@
+"""Ingest's agents: plan invitations from purchases, note responses, honour contact preferences."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import faust
+
+from services.ingest.planning import Rules
+from services.ingest.store import IngestStore
+from shared.events import ContactPreference, Purchase, Response, decode
+from shared.streams import EventLoop
+
+
+def register(
+    app: faust.App,
+    *,
+    purchases: faust.TopicT,
+    responses: faust.TopicT,
+    preferences: faust.TopicT,
+    store: IngestStore,
+    rules: Rules,
+    loop: EventLoop,
+    on_journaled: Callable[[], None],
+) -> None:
+    @app.agent(purchases, name="plan_invitations")
+    async def plan_invitations(stream: faust.StreamT[bytes]) -> None:
+        async def handle(key: bytes | None, value: bytes | None) -> None:
+            purchase = decode(Purchase, value)
+            if await asyncio.to_thread(store.plan, purchase, rules, datetime.now(UTC)):
+                on_journaled()
+
+        await loop.run(stream, handle)
+
+    @app.agent(responses, name="note_responses")
+    async def note_responses(stream: faust.StreamT[bytes]) -> None:
+        async def handle(key: bytes | None, value: bytes | None) -> None:
+            response = decode(Response, value)
+            await asyncio.to_thread(
+                store.record_response,
+                response.customer_id,
+                response.responded_at,
+                datetime.now(UTC),
+            )
+
+        await loop.run(stream, handle)
+
+    @app.agent(preferences, name="honour_preferences")
+    async def honour_preferences(stream: faust.StreamT[bytes]) -> None:
+        async def handle(key: bytes | None, value: bytes | None) -> None:
+            preference = decode(ContactPreference, value)
+            if await asyncio.to_thread(store.apply_preference, preference, datetime.now(UTC)):
+                on_journaled()
+
+        await loop.run(stream, handle)

@@ -1,0 +1,520 @@
+"""Ingest's tables and the transactions on them.
+
+Every accepted inbound event is written to the journal in the same transaction that
+makes it accepted (and, for a signed webhook, remembers its id); the relay publishes
+the journal to Kafka. Planning decisions are journaled the same way, in the
+transaction that changes the customer's state, so a crash can neither lose a
+decision nor publish one that did not happen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Integer,
+    LargeBinary,
+    String,
+    delete,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from services.ingest import planning
+from shared.db import Base, insert_ignore
+from shared.events import (
+    ContactPreference,
+    Event,
+    Invitation,
+    InvitationStatus,
+    Purchase,
+    PurchaseKind,
+    encode,
+)
+from shared.ids import derived_id, event_id
+from shared.topics import INVITATIONS, TopicSpec
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+When = DateTime(timezone=True)
+
+
+class JournalRow(Base):
+    __tablename__ = "ingest_journal"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    topic: Mapped[str] = mapped_column(String(120))
+    key: Mapped[str] = mapped_column(String(200))
+    customer_id: Mapped[str | None] = mapped_column(String(200))
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    accepted_at: Mapped[datetime] = mapped_column(When)
+    published_at: Mapped[datetime | None] = mapped_column(When)
+    lease_until: Mapped[datetime | None] = mapped_column(When)
+
+
+class WebhookIdRow(Base):
+    __tablename__ = "ingest_webhook_ids"
+
+    webhook_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(When)
+
+
+class CustomerRow(Base):
+    __tablename__ = "ingest_customers"
+
+    customer_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    email_hash: Mapped[str | None] = mapped_column(String(64))
+    last_invited_at: Mapped[datetime | None] = mapped_column(When)
+    last_responded_at: Mapped[datetime | None] = mapped_column(When)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(When)
+    erased_at: Mapped[datetime | None] = mapped_column(When)
+    updated_at: Mapped[datetime] = mapped_column(When)
+
+
+class InvitationRow(Base):
+    __tablename__ = "ingest_invitations"
+
+    invitation_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(200))
+    order_id: Mapped[str | None] = mapped_column(String(200))
+    survey_kind: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(120))
+    send_at: Mapped[datetime | None] = mapped_column(When)
+    previous_invited_at: Mapped[datetime | None] = mapped_column(When)
+    context: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(When)
+    updated_at: Mapped[datetime] = mapped_column(When)
+
+
+class DecisionRow(Base):
+    __tablename__ = "ingest_decisions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    customer_id: Mapped[str] = mapped_column(String(200))
+    invitation_id: Mapped[str] = mapped_column(String(200))
+    order_id: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(120))
+    send_at: Mapped[datetime | None] = mapped_column(When)
+    decided_at: Mapped[datetime] = mapped_column(When)
+
+
+class ReplayedWebhook(Exception):
+    """A webhook-id seen before: the same delivery sent again."""
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """An event accepted at the edge, for the journal."""
+
+    spec: TopicSpec
+    key: str
+    customer_id: str | None
+    event: Event
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    id: int
+    topic: str
+    key: str
+    value: bytes
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    decided_at: datetime
+    invitation_id: str
+    order_id: str | None
+    status: str
+    reason: str | None
+    send_at: datetime | None
+
+
+def email_hash(email: str) -> str:
+    """Looks a person up for erasure without keeping their address."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+def invitation_id_for(order_id: str) -> str:
+    return str(event_id("invitation", order_id))
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything stored here is UTC.
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+class IngestStore:
+    """The transactions of ingest; every method is one transaction."""
+
+    def __init__(self, sessions: sessionmaker[Session], webhook_memory: timedelta) -> None:
+        self._sessions = sessions
+        self._webhook_memory = webhook_memory
+
+    # --- the journal -------------------------------------------------------------------
+
+    def accept(self, inbound: list[Inbound], webhook_id: str | None, now: datetime) -> int:
+        """Journal events (and remember the webhook id); returns how many were new."""
+        with self._sessions.begin() as session:
+            if webhook_id is not None:
+                remembered = insert_ignore(
+                    session,
+                    WebhookIdRow.__table__,
+                    {"webhook_id": webhook_id, "received_at": now},
+                    keys=["webhook_id"],
+                )
+                if not remembered:
+                    raise ReplayedWebhook(webhook_id)
+            return sum(self._journal(session, item, now) for item in inbound)
+
+    def _journal(self, session: Session, item: Inbound, now: datetime) -> bool:
+        return insert_ignore(
+            session,
+            JournalRow.__table__,
+            {
+                "event_id": str(item.event.event_id),
+                "topic": item.spec.name,
+                "key": item.key,
+                "customer_id": item.customer_id,
+                "value": encode(item.event),
+                "accepted_at": now,
+            },
+            keys=["event_id"],
+        )
+
+    def forget_old_webhook_ids(self, now: datetime) -> None:
+        with self._sessions.begin() as session:
+            session.execute(
+                delete(WebhookIdRow).where(WebhookIdRow.received_at < now - self._webhook_memory)
+            )
+
+    def backlog(self) -> int:
+        with self._sessions() as session:
+            count = session.execute(
+                select(func.count())
+                .select_from(JournalRow)
+                .where(JournalRow.published_at.is_(None))
+            ).scalar_one()
+            return int(count)
+
+    def claim_unpublished(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[JournalEntry]:
+        """The oldest unpublished entries, leased to this relay for one attempt."""
+        with self._sessions.begin() as session:
+            rows = session.execute(
+                select(JournalRow.id, JournalRow.topic, JournalRow.key, JournalRow.value)
+                .where(
+                    JournalRow.published_at.is_(None),
+                    (JournalRow.lease_until.is_(None)) | (JournalRow.lease_until < now),
+                )
+                .order_by(JournalRow.id)
+                .limit(limit)
+            ).all()
+            if not rows:
+                return []
+            ids = [row.id for row in rows]
+            session.execute(
+                update(JournalRow).where(JournalRow.id.in_(ids)).values(lease_until=lease_until)
+            )
+            return [JournalEntry(row.id, row.topic, row.key, row.value) for row in rows]
+
+    def mark_published(self, ids: list[int], now: datetime) -> None:
+        with self._sessions.begin() as session:
+            session.execute(
+                update(JournalRow)
+                .where(JournalRow.id.in_(ids))
+                .values(published_at=now, lease_until=None)
+            )
+
+    def release(self, ids: list[int]) -> None:
+        with self._sessions.begin() as session:
+            session.execute(
+                update(JournalRow).where(JournalRow.id.in_(ids)).values(lease_until=None)
+            )
+
+    # --- planning ----------------------------------------------------------------------
+
+    def plan(self, purchase: Purchase, rules: planning.Rules, now: datetime) -> Invitation | None:
+        """Decide about a purchase event; None when it was decided before (a redelivery)."""
+        with self._sessions.begin() as session:
+            if purchase.kind == PurchaseKind.PURCHASE:
+                return self._plan_purchase(session, purchase, rules, now)
+            return self._cancel_for(session, purchase, now)
+
+    def _customer(self, session: Session, customer_id: str, now: datetime) -> CustomerRow:
+        row = session.get(CustomerRow, customer_id)
+        if row is None:
+            row = CustomerRow(customer_id=customer_id, updated_at=now)
+            session.add(row)
+        return row
+
+    def _plan_purchase(
+        self, session: Session, purchase: Purchase, rules: planning.Rules, now: datetime
+    ) -> Invitation | None:
+        invitation_id = invitation_id_for(purchase.order_id)
+        if session.get(InvitationRow, invitation_id) is not None:
+            return None
+        customer = self._customer(session, purchase.customer_id, now)
+        if purchase.contact.email and customer.erased_at is None:
+            customer.email_hash = email_hash(purchase.contact.email)
+        state = planning.CustomerState(
+            last_invited_at=_aware(customer.last_invited_at),
+            last_responded_at=_aware(customer.last_responded_at),
+            unsubscribed=customer.unsubscribed_at is not None,
+            erased=customer.erased_at is not None,
+        )
+        decision = planning.decide(purchase, state, rules, now)
+        invitation = _invitation_event(purchase, invitation_id, decision, now)
+        session.add(
+            InvitationRow(
+                invitation_id=invitation_id,
+                customer_id=purchase.customer_id,
+                order_id=purchase.order_id,
+                survey_kind=invitation.survey_kind.value,
+                status=decision.status.value,
+                reason=decision.reason.value if decision.reason else None,
+                send_at=decision.send_at,
+                previous_invited_at=customer.last_invited_at,
+                context=json.loads(invitation.model_dump_json(include=_CONTEXT_FIELDS)),
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        if decision.status == InvitationStatus.SCHEDULED:
+            customer.last_invited_at = decision.send_at
+        customer.updated_at = now
+        self._record(session, invitation)
+        return invitation
+
+    def _cancel_for(self, session: Session, purchase: Purchase, now: datetime) -> Invitation | None:
+        invitation_id = invitation_id_for(purchase.order_id)
+        reason = planning.cancellation_reason(purchase)
+        row = session.get(InvitationRow, invitation_id)
+        if row is None:
+            # The refund overtook its purchase: remember, so the purchase is not surveyed.
+            invitation = Invitation(
+                event_id=derived_id(purchase.event_id, "invitation-cancelled"),
+                occurred_at=now,
+                invitation_id=invitation_id,
+                customer_id=purchase.customer_id,
+                status=InvitationStatus.CANCELLED,
+                reason=reason.value,
+                order_id=purchase.order_id,
+            )
+            session.add(
+                InvitationRow(
+                    invitation_id=invitation_id,
+                    customer_id=purchase.customer_id,
+                    order_id=purchase.order_id,
+                    survey_kind=invitation.survey_kind.value,
+                    status=InvitationStatus.CANCELLED.value,
+                    reason=reason.value,
+                    context={},
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            self._record(session, invitation)
+            return invitation
+        send_at = _aware(row.send_at)
+        if row.status != InvitationStatus.SCHEDULED.value or send_at is None or send_at <= now:
+            return None
+        return self._cancel(
+            session, row, reason.value, derived_id(purchase.event_id, "cancel"), now
+        )
+
+    def _cancel(
+        self, session: Session, row: InvitationRow, reason: str, cancel_id: Any, now: datetime
+    ) -> Invitation:
+        row.status = InvitationStatus.CANCELLED.value
+        row.reason = reason
+        row.updated_at = now
+        customer = session.get(CustomerRow, row.customer_id)
+        if customer is not None and _aware(customer.last_invited_at) == _aware(row.send_at):
+            # The customer was never asked: the fatigue window starts from the invitation before.
+            customer.last_invited_at = row.previous_invited_at
+            customer.updated_at = now
+        invitation = Invitation(
+            event_id=cancel_id,
+            occurred_at=now,
+            invitation_id=row.invitation_id,
+            customer_id=row.customer_id,
+            status=InvitationStatus.CANCELLED,
+            reason=reason,
+            send_at=_aware(row.send_at),
+            order_id=row.order_id,
+        )
+        self._record(session, invitation)
+        return invitation
+
+    def _record(self, session: Session, invitation: Invitation) -> None:
+        """The decision's history row and its event in the journal, in the same transaction."""
+        inserted = insert_ignore(
+            session,
+            DecisionRow.__table__,
+            {
+                "event_id": str(invitation.event_id),
+                "customer_id": invitation.customer_id,
+                "invitation_id": invitation.invitation_id,
+                "order_id": invitation.order_id,
+                "status": invitation.status.value,
+                "reason": invitation.reason,
+                "send_at": invitation.send_at,
+                "decided_at": invitation.occurred_at,
+            },
+            keys=["event_id"],
+        )
+        if inserted:
+            self._journal(
+                session,
+                Inbound(INVITATIONS, invitation.customer_id, invitation.customer_id, invitation),
+                invitation.occurred_at,
+            )
+
+    # --- what customers tell us ---------------------------------------------------------
+
+    def record_response(self, customer_id: str, responded_at: datetime, now: datetime) -> None:
+        with self._sessions.begin() as session:
+            customer = self._customer(session, customer_id, now)
+            last = _aware(customer.last_responded_at)
+            if last is None or responded_at > last:
+                customer.last_responded_at = responded_at
+                customer.updated_at = now
+
+    def apply_preference(self, preference: ContactPreference, now: datetime) -> list[Invitation]:
+        """Unsubscribe, resubscribe or erase; returns the scheduled invitations it cancelled."""
+        with self._sessions.begin() as session:
+            customer = self._customer(session, preference.customer_id, now)
+            customer.updated_at = now
+            if preference.action == "resubscribed":
+                customer.unsubscribed_at = None
+                return []
+            if preference.action == "unsubscribed":
+                customer.unsubscribed_at = customer.unsubscribed_at or preference.occurred_at
+            else:
+                customer.erased_at = customer.erased_at or preference.occurred_at
+                customer.email_hash = None
+                self._erase_personal_data(session, preference.customer_id)
+            scheduled = session.execute(
+                select(InvitationRow).where(
+                    InvitationRow.customer_id == preference.customer_id,
+                    InvitationRow.status == InvitationStatus.SCHEDULED.value,
+                )
+            ).scalars()
+            return [
+                self._cancel(
+                    session,
+                    row,
+                    preference.action,
+                    derived_id(preference.event_id, f"cancel:{row.invitation_id}"),
+                    now,
+                )
+                for row in scheduled
+                if (_aware(row.send_at) or now) > now
+            ]
+
+    def _erase_personal_data(self, session: Session, customer_id: str) -> None:
+        for row in session.execute(
+            select(InvitationRow).where(InvitationRow.customer_id == customer_id)
+        ).scalars():
+            row.context = {**row.context, "contact": {}}
+        for entry in session.execute(
+            select(JournalRow).where(JournalRow.customer_id == customer_id)
+        ).scalars():
+            entry.value = _without_contact(entry.value)
+
+    def customers_with_email(self, email: str) -> list[str]:
+        with self._sessions() as session:
+            return list(
+                session.execute(
+                    select(CustomerRow.customer_id).where(
+                        CustomerRow.email_hash == email_hash(email)
+                    )
+                ).scalars()
+            )
+
+    def history(self, customer_id: str) -> list[DecisionRecord]:
+        with self._sessions() as session:
+            rows = session.execute(
+                select(DecisionRow)
+                .where(DecisionRow.customer_id == customer_id)
+                .order_by(DecisionRow.decided_at, DecisionRow.id)
+            ).scalars()
+            return [
+                DecisionRecord(
+                    decided_at=_aware(row.decided_at) or row.decided_at,
+                    invitation_id=row.invitation_id,
+                    order_id=row.order_id,
+                    status=row.status,
+                    reason=row.reason,
+                    send_at=_aware(row.send_at),
+                )
+                for row in rows
+            ]
+
+    def invitation_context(self, invitation_id: str) -> dict[str, Any] | None:
+        with self._sessions() as session:
+            row = session.get(InvitationRow, invitation_id)
+            return None if row is None else dict(row.context)
+
+
+# The order's context, frozen into the invitation when it is decided.
+_CONTEXT_FIELDS = {
+    "order_id",
+    "amount",
+    "currency",
+    "products",
+    "segment",
+    "locale",
+    "contact",
+    "experience",
+    "purchased_at",
+}
+
+
+def _invitation_event(
+    purchase: Purchase, invitation_id: str, decision: planning.Decision, now: datetime
+) -> Invitation:
+    return Invitation(
+        event_id=derived_id(purchase.event_id, f"invitation:{decision.status}"),
+        occurred_at=now,
+        invitation_id=invitation_id,
+        customer_id=purchase.customer_id,
+        status=decision.status,
+        reason=decision.reason.value if decision.reason else None,
+        send_at=decision.send_at,
+        order_id=purchase.order_id,
+        amount=purchase.amount,
+        currency=purchase.currency,
+        products=purchase.products,
+        segment=purchase.segment,
+        locale=purchase.locale,
+        contact=purchase.contact,
+        experience=purchase.experience,
+        purchased_at=purchase.purchased_at,
+    )
+
+
+def _without_contact(value: bytes) -> bytes:
+    try:
+        document = json.loads(value)
+    except ValueError:
+        return value
+    if isinstance(document, dict) and "contact" in document:
+        document["contact"] = {}
+    return json.dumps(document).encode()
