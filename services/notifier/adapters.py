@@ -15,16 +15,16 @@ from typing import Any, Protocol
 import aiohttp
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import Email, Mail, To
+from sendgrid.helpers.mail import Email, Header, Mail, To
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import JSON, DateTime, Integer, String, select, update
+from sqlalchemy import JSON, DateTime, Integer, String, delete, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from services.notifier.domain import Channel, Delivery
 from shared.db import Base, insert_ignore
 
-PENDING, SENT, FAILED = "pending", "sent", "failed"
+PENDING, SENT, FAILED, CANCELLED = "pending", "sent", "failed", "cancelled"
 
 
 class DeliveryRow(Base):
@@ -35,7 +35,9 @@ class DeliveryRow(Base):
     channel: Mapped[str] = mapped_column(String(20))
     kind: Mapped[str] = mapped_column(String(40))
     recipient: Mapped[str] = mapped_column(String(320))
+    # What the delivery is about: a response id, or an invitation id for an invitation.
     response_id: Mapped[str] = mapped_column(String(200))
+    customer_id: Mapped[str | None] = mapped_column(String(200))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(20))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -44,6 +46,14 @@ class DeliveryRow(Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     provider_ref: Mapped[str | None] = mapped_column(String(200))
     last_error: Mapped[str | None] = mapped_column(String(2000))
+
+
+class SuppressionRow(Base):
+    __tablename__ = "notifier_suppressions"
+
+    customer_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(40))
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 @dataclass(frozen=True)
@@ -73,8 +83,22 @@ class Outbox(Protocol):
 
     def mark_failed(self, key: str, error: str) -> None: ...
 
+    def cancel(self, key: str, reason: str) -> bool:
+        """Cancel a delivery not sent yet; True when one was pending."""
+
+    def keys_about(self, kind: str, subject_id: str) -> list[str]:
+        """The keys of the deliveries of a kind about a response or invitation."""
+
     def due(self, now: datetime, limit: int) -> list[str]:
         """Keys of pending deliveries whose next attempt is due."""
+
+    def suppress(self, customer_id: str, reason: str, now: datetime, erase: bool) -> int:
+        """Stop every email to a customer, cancelling what is pending (and, erasing, their
+        personal data in the outbox); returns how many deliveries were cancelled."""
+
+    def unsuppress(self, customer_id: str) -> None: ...
+
+    def is_suppressed(self, customer_id: str) -> bool: ...
 
 
 class SqlOutbox:
@@ -93,11 +117,12 @@ class SqlOutbox:
                     "channel": delivery.channel.value,
                     "kind": delivery.kind.value,
                     "recipient": delivery.recipient,
-                    "response_id": delivery.response_id,
+                    "response_id": delivery.subject_id,
+                    "customer_id": delivery.customer_id,
                     "payload": delivery.payload,
                     "status": PENDING,
                     "attempts": 0,
-                    "next_attempt_at": now,
+                    "next_attempt_at": delivery.send_at or now,
                     "created_at": now,
                 },
                 keys=["idempotency_key"],
@@ -137,6 +162,58 @@ class SqlOutbox:
 
     def mark_failed(self, key: str, error: str) -> None:
         self._set(key, status=FAILED, last_error=error[:2000])
+
+    def keys_about(self, kind: str, subject_id: str) -> list[str]:
+        with self._sessions() as session:
+            return list(
+                session.execute(
+                    select(DeliveryRow.idempotency_key).where(
+                        DeliveryRow.kind == kind, DeliveryRow.response_id == subject_id
+                    )
+                ).scalars()
+            )
+
+    def cancel(self, key: str, reason: str) -> bool:
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.idempotency_key == key, DeliveryRow.status == PENDING)
+                .values(status=CANCELLED, last_error=reason[:2000])
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+    def suppress(self, customer_id: str, reason: str, now: datetime, erase: bool) -> int:
+        with self._sessions.begin() as session:
+            insert_ignore(
+                session,
+                SuppressionRow.__table__,
+                {"customer_id": customer_id, "reason": reason, "since": now},
+                keys=["customer_id"],
+            )
+            cancelled = session.execute(
+                update(DeliveryRow)
+                .where(
+                    DeliveryRow.customer_id == customer_id,
+                    DeliveryRow.channel == Channel.EMAIL.value,
+                    DeliveryRow.status == PENDING,
+                )
+                .values(status=CANCELLED, last_error=reason)
+            )
+            if erase:
+                session.execute(
+                    update(DeliveryRow)
+                    .where(DeliveryRow.customer_id == customer_id)
+                    .values(payload={"erased": True}, recipient="erased")
+                )
+            return int(getattr(cancelled, "rowcount", 0))
+
+    def unsuppress(self, customer_id: str) -> None:
+        with self._sessions.begin() as session:
+            session.execute(delete(SuppressionRow).where(SuppressionRow.customer_id == customer_id))
+
+    def is_suppressed(self, customer_id: str) -> bool:
+        with self._sessions() as session:
+            return session.get(SuppressionRow, customer_id) is not None
 
     def due(self, now: datetime, limit: int) -> list[str]:
         with self._sessions() as session:
@@ -226,6 +303,8 @@ class SendGridSender:
             plain_text_content=payload["text"],
             html_content=payload["html"],
         )
+        for name, value in (payload.get("headers") or {}).items():
+            mail.header = Header(name, value)
         try:
             response = self._client.send(mail)
         except HTTPError as exc:

@@ -1,18 +1,24 @@
-"""The notifier's agent and retry timer: decode, dispatch."""
+"""The notifier's agents and retry timer: decode, dispatch."""
 
 from __future__ import annotations
 
 import faust
 
 from services.notifier.dispatch import Dispatcher
-from shared.events import ClassifiedResponse, decode
+from shared.events import ClassifiedResponse, ContactPreference, Invitation, decode
 from shared.streams import EventLoop
 
 RETRY_INTERVAL_SECONDS = 1.0
 
 
 def register(
-    app: faust.App, classified: faust.TopicT, dispatcher: Dispatcher, loop: EventLoop
+    app: faust.App,
+    *,
+    classified: faust.TopicT,
+    invitations: faust.TopicT,
+    preferences: faust.TopicT,
+    dispatcher: Dispatcher,
+    loop: EventLoop,
 ) -> None:
     @app.agent(classified, name="loops")
     async def loops(stream: faust.StreamT[bytes]) -> None:
@@ -21,10 +27,24 @@ def register(
 
         await loop.run(stream, handle)
 
-    @app.timer(RETRY_INTERVAL_SECONDS, name="retry_due_deliveries")
-    async def retry_due_deliveries() -> None:
+    @app.agent(invitations, name="invite")
+    async def invite(stream: faust.StreamT[bytes]) -> None:
+        async def handle(key: bytes | None, value: bytes | None) -> None:
+            await dispatcher.handle_invitation(decode(Invitation, value))
+
+        await loop.run(stream, handle)
+
+    @app.agent(preferences, name="honour_preferences")
+    async def honour_preferences(stream: faust.StreamT[bytes]) -> None:
+        async def handle(key: bytes | None, value: bytes | None) -> None:
+            await dispatcher.handle_preference(decode(ContactPreference, value))
+
+        await loop.run(stream, handle)
+
+    @app.timer(RETRY_INTERVAL_SECONDS, name="send_due_deliveries")
+    async def send_due_deliveries() -> None:
         try:
             await dispatcher.retry_due()
         except Exception:
             # The database may be away; the next tick tries again and nothing pending is lost.
-            app.log.exception("retrying due deliveries failed")
+            app.log.exception("sending due deliveries failed")

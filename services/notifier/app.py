@@ -15,10 +15,13 @@ from shared.streams import EventLoop, add_health_routes, consumer_ready, dlq_top
 def create_app(settings: Settings) -> faust.App:
     app = make_app("notifier", settings)
     registry = CollectorRegistry()
+    invitations = topic(app, topics.INVITATIONS, settings)
     agents.register(
         app,
         classified=topic(app, topics.RESPONSES_CLASSIFIED, settings),
-        dispatcher=bootstrap.dispatcher(settings, registry),
+        invitations=invitations,
+        preferences=topic(app, topics.CONTACT_PREFERENCES, settings),
+        dispatcher=bootstrap.dispatcher(settings, registry, invitations),
         loop=EventLoop("notifier", dlq_topic(app, settings), StreamMetrics.create(registry)),
     )
     add_health_routes(app, "notifier", registry, ready=lambda: consumer_ready(app))

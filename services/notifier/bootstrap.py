@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import faust
 from prometheus_client import CollectorRegistry
 
 from services.notifier.adapters import (
     LocalOutboxSender,
+    OutboxEntry,
     Sender,
     SendGridSender,
     SlackSender,
     SqlOutbox,
 )
-from services.notifier.dispatch import DeliveryMetrics, Dispatcher
-from services.notifier.domain import Channel, LoopConfig
+from services.notifier.dispatch import DeliveryMetrics, Dispatcher, LinkMaker, SentHook
+from services.notifier.domain import Channel, DeliveryKind, LoopConfig
 from shared.db import make_engine, migrate, session_factory
+from shared.events import Contact, Invitation, InvitationStatus, encode
+from shared.ids import derived_id
+from shared.links import SurveyLinks, survey_links
 from shared.settings import Settings
+from shared.signing import TokenSigner
 
 
 def loop_config(settings: Settings) -> LoopConfig:
@@ -54,7 +62,42 @@ def senders(settings: Settings) -> dict[Channel, Sender]:
     return {Channel.SLACK: slack, Channel.EMAIL: email}
 
 
-def dispatcher(settings: Settings, registry: CollectorRegistry) -> Dispatcher:
+def link_maker(settings: Settings) -> LinkMaker:
+    signer = TokenSigner(settings.require_secret("token_secret").encode())
+
+    def links(invitation: Invitation) -> SurveyLinks:
+        sent_at = invitation.send_at or invitation.occurred_at
+        return survey_links(
+            signer, settings.ingest_public_url, invitation, sent_at, settings.survey_link_days
+        )
+
+    return links
+
+
+def sent_publisher(invitations: faust.TopicT) -> SentHook:
+    """After an invitation email went out, say so on the invitations topic."""
+
+    async def publish(entry: OutboxEntry, provider_ref: str) -> None:
+        if entry.kind != DeliveryKind.INVITATION.value:
+            return
+        scheduled = Invitation.model_validate(entry.payload["invitation"])
+        sent = scheduled.model_copy(
+            update={
+                "event_id": derived_id(scheduled.event_id, "sent"),
+                "occurred_at": datetime.now(UTC),
+                "status": InvitationStatus.SENT,
+                "reason": None,
+                "contact": Contact(),
+            }
+        )
+        await invitations.send(key=sent.customer_id.encode(), value=encode(sent))
+
+    return publish
+
+
+def dispatcher(
+    settings: Settings, registry: CollectorRegistry, invitations: faust.TopicT
+) -> Dispatcher:
     url = settings.database_url_of("notifier")
     if settings.migrate_on_start:
         migrate(url)
@@ -65,4 +108,6 @@ def dispatcher(settings: Settings, registry: CollectorRegistry) -> Dispatcher:
         DeliveryMetrics.create(registry),
         attempt_timeout_seconds=settings.delivery_timeout_seconds,
         retry_max_seconds=settings.delivery_retry_max_seconds,
+        links=link_maker(settings),
+        on_sent=sent_publisher(invitations),
     )

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter
 
-from services.notifier.adapters import DeliveryFailed, Outbox, Sender
-from services.notifier.domain import Channel, DeliveryKind, LoopConfig, plan
-from shared.events import ClassifiedResponse
+from services.notifier.adapters import DeliveryFailed, Outbox, OutboxEntry, Sender
+from services.notifier.domain import (
+    Channel,
+    Delivery,
+    DeliveryKind,
+    LoopConfig,
+    plan,
+    plan_invitation,
+)
+from shared.events import ClassifiedResponse, ContactPreference, Invitation, InvitationStatus
+from shared.links import SurveyLinks
+
+SentHook = Callable[[OutboxEntry, str], Awaitable[None]]
+LinkMaker = Callable[[Invitation], SurveyLinks]
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +36,14 @@ class DeliveryMetrics:
     def create(cls, registry: CollectorRegistry) -> DeliveryMetrics:
         deliveries = Counter(
             "npsloop_deliveries_total",
-            "Delivery attempts by channel, kind and outcome (sent, retry, failed, duplicate).",
+            "Deliveries by channel, kind and outcome "
+            "(sent, retry, failed, duplicate, cancelled, suppressed).",
             ["channel", "kind", "outcome"],
             registry=registry,
         )
         for channel in Channel:
             for kind in DeliveryKind:
-                for outcome in ("sent", "retry", "failed", "duplicate"):
+                for outcome in ("sent", "retry", "failed", "duplicate", "cancelled", "suppressed"):
                     deliveries.labels(channel.value, kind.value, outcome)
         return cls(deliveries)
 
@@ -49,8 +61,12 @@ class Dispatcher:
         attempt_timeout_seconds: float = 10.0,
         retry_max_seconds: float = 300.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        links: LinkMaker | None = None,
+        on_sent: SentHook | None = None,
     ) -> None:
         self.outbox = outbox
+        self.links = links
+        self.on_sent = on_sent
         self.senders = senders
         self.config = config
         self.metrics = metrics
@@ -60,12 +76,55 @@ class Dispatcher:
 
     async def handle(self, classified: ClassifiedResponse) -> None:
         for delivery in plan(classified, self.config):
-            added = await asyncio.to_thread(self.outbox.add, delivery, self.clock())
-            if not added:
+            await self._deliver(delivery)
+
+    async def handle_invitation(self, invitation: Invitation) -> None:
+        """A scheduled invitation waits in the outbox for its send time; a cancelled one is
+        taken out if it has not gone yet."""
+        if invitation.status == InvitationStatus.CANCELLED:
+            await self._cancel_invitation(invitation)
+            return
+        if invitation.status != InvitationStatus.SCHEDULED or self.links is None:
+            return
+        delivery = plan_invitation(invitation, self.config, self.links(invitation))
+        if delivery is not None:
+            await self._deliver(delivery)
+
+    async def handle_preference(self, preference: ContactPreference) -> None:
+        if preference.action == "resubscribed":
+            await asyncio.to_thread(self.outbox.unsuppress, preference.customer_id)
+            return
+        await asyncio.to_thread(
+            self.outbox.suppress,
+            preference.customer_id,
+            preference.action,
+            self.clock(),
+            preference.action == "erased",
+        )
+
+    async def _cancel_invitation(self, invitation: Invitation) -> None:
+        # A cancellation carries no address: the outbox finds the email by what it is about.
+        keys = await asyncio.to_thread(
+            self.outbox.keys_about, DeliveryKind.INVITATION.value, invitation.invitation_id
+        )
+        for key in keys:
+            if await asyncio.to_thread(self.outbox.cancel, key, invitation.reason or "cancelled"):
                 self.metrics.deliveries.labels(
-                    delivery.channel.value, delivery.kind.value, "duplicate"
+                    Channel.EMAIL.value, DeliveryKind.INVITATION.value, "cancelled"
                 ).inc()
-                continue
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        labels = (delivery.channel.value, delivery.kind.value)
+        if delivery.channel == Channel.EMAIL and delivery.customer_id is not None:
+            suppressed = await asyncio.to_thread(self.outbox.is_suppressed, delivery.customer_id)
+            if suppressed:
+                self.metrics.deliveries.labels(*labels, "suppressed").inc()
+                return
+        added = await asyncio.to_thread(self.outbox.add, delivery, self.clock())
+        if not added:
+            self.metrics.deliveries.labels(*labels, "duplicate").inc()
+            return
+        if delivery.send_at is None or delivery.send_at <= self.clock():
             await self.attempt(delivery.idempotency_key)
 
     async def retry_due(self, limit: int = 100) -> int:
@@ -105,6 +164,8 @@ class Dispatcher:
             return
         await asyncio.to_thread(self.outbox.mark_sent, key, provider_ref, self.clock())
         self.metrics.deliveries.labels(*labels, "sent").inc()
+        if self.on_sent is not None:
+            await self.on_sent(entry, provider_ref)
 
     async def _retry_later(
         self, key: str, error: str, attempts: int, retry_after: float | None

@@ -9,11 +9,14 @@ later update of the same response does not alert again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from services.notifier import messages
-from shared.events import ClassifiedResponse
+from services.notifier.invitation_email import invitation_email
+from shared.events import ClassifiedResponse, Invitation, InvitationStatus
+from shared.links import SurveyLinks
 from shared.nps import Category
 
 
@@ -25,6 +28,7 @@ class Channel(StrEnum):
 class DeliveryKind(StrEnum):
     ALERT = "alert"
     REVIEW_REQUEST = "review_request"
+    INVITATION = "invitation"
 
 
 @dataclass(frozen=True)
@@ -38,17 +42,27 @@ class LoopConfig:
 
 @dataclass(frozen=True)
 class Delivery:
-    """One message to one recipient on one channel, about one response."""
+    """One message to one recipient on one channel, about one response or invitation.
+
+    ``subject_id`` is what the message is about: the response id of an alert or review
+    request, the invitation id of an invitation. ``send_at`` delays it (an invitation).
+    """
 
     kind: DeliveryKind
     channel: Channel
     recipient: str
-    response_id: str
+    subject_id: str
     payload: dict[str, Any]
+    customer_id: str | None = None
+    send_at: datetime | None = None
 
     @property
     def idempotency_key(self) -> str:
-        return f"{self.kind}:{self.response_id}:{self.channel}:{self.recipient}"
+        return idempotency_key(self.kind, self.subject_id, self.channel, self.recipient)
+
+
+def idempotency_key(kind: DeliveryKind, subject_id: str, channel: Channel, recipient: str) -> str:
+    return f"{kind}:{subject_id}:{channel}:{recipient}"
 
 
 def plan(classified: ClassifiedResponse, config: LoopConfig) -> list[Delivery]:
@@ -60,7 +74,7 @@ def plan(classified: ClassifiedResponse, config: LoopConfig) -> list[Delivery]:
                 kind=DeliveryKind.ALERT,
                 channel=Channel.SLACK,
                 recipient=config.slack_channel,
-                response_id=response.response_id,
+                subject_id=response.response_id,
                 payload=messages.slack_alert(classified, config.slack_channel),
             )
         ]
@@ -70,10 +84,45 @@ def plan(classified: ClassifiedResponse, config: LoopConfig) -> list[Delivery]:
                 kind=DeliveryKind.REVIEW_REQUEST,
                 channel=Channel.EMAIL,
                 recipient=response.contact.email,
-                response_id=response.response_id,
+                subject_id=response.response_id,
                 payload=messages.review_request(
                     classified, config.company_name, config.review_links
                 ),
+                customer_id=response.customer_id,
             )
         ]
     return []
+
+
+def plan_invitation(
+    invitation: Invitation, config: LoopConfig, links: SurveyLinks
+) -> Delivery | None:
+    """The invitation email of a scheduled invitation, due at its send time."""
+    email = invitation.contact.email
+    if invitation.status != InvitationStatus.SCHEDULED or not email:
+        return None
+    content = invitation_email(
+        invitation.locale,
+        config.company_name,
+        invitation.contact.name,
+        invitation.survey_kind,
+        links.scores,
+        links.unsubscribe,
+    )
+    return Delivery(
+        kind=DeliveryKind.INVITATION,
+        channel=Channel.EMAIL,
+        recipient=email,
+        subject_id=invitation.invitation_id,
+        payload={
+            "to_email": email,
+            "to_name": invitation.contact.name,
+            "subject": content.subject,
+            "text": content.text,
+            "html": content.html,
+            "headers": content.headers,
+            "invitation": invitation.model_dump(mode="json"),
+        },
+        customer_id=invitation.customer_id,
+        send_at=invitation.send_at,
+    )

@@ -47,7 +47,7 @@ def test_a_detractor_alerts_the_configured_slack_channel_with_the_comment() -> N
     assert delivery.recipient == "#nps-alerts"
     assert delivery.payload["channel"] == "#nps-alerts"
     assert "Nobody answered the phone" in json.dumps(delivery.payload)
-    assert delivery.response_id == classified.response.response_id
+    assert delivery.subject_id == classified.response.response_id
 
 
 def test_a_passive_alerts_slack_too() -> None:
@@ -174,14 +174,48 @@ class FakeOutbox:
 
     def __init__(self) -> None:
         self.rows: dict[str, FakeRow] = {}
+        self.suppressed: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def add(self, delivery: Delivery, now: datetime) -> bool:
         with self._lock:
             if delivery.idempotency_key in self.rows:
                 return False
-            self.rows[delivery.idempotency_key] = FakeRow(delivery, PENDING, 0, now)
+            due = delivery.send_at or now
+            self.rows[delivery.idempotency_key] = FakeRow(delivery, PENDING, 0, due)
             return True
+
+    def cancel(self, key: str, reason: str) -> bool:
+        row = self.rows.get(key)
+        if row is None or row.status != PENDING:
+            return False
+        row.status = "cancelled"
+        row.last_error = reason
+        return True
+
+    def keys_about(self, kind: str, subject_id: str) -> list[str]:
+        return [
+            key
+            for key, row in self.rows.items()
+            if row.delivery.kind.value == kind and row.delivery.subject_id == subject_id
+        ]
+
+    def suppress(self, customer_id: str, reason: str, now: datetime, erase: bool) -> int:
+        self.suppressed.setdefault(customer_id, reason)
+        keys = [
+            key
+            for key, row in self.rows.items()
+            if row.delivery.customer_id == customer_id
+            and row.delivery.channel.value == "email"
+            and row.status == PENDING
+        ]
+        return sum(self.cancel(key, reason) for key in keys)
+
+    def unsuppress(self, customer_id: str) -> None:
+        self.suppressed.pop(customer_id, None)
+
+    def is_suppressed(self, customer_id: str) -> bool:
+        return customer_id in self.suppressed
 
     def claim(self, key: str, now: datetime, lease_until: datetime) -> OutboxEntry | None:
         with self._lock:
