@@ -27,6 +27,105 @@ def _settings() -> Settings:
         raise SystemExit(f"npsloop: the configuration is not valid:\n{problems}") from exc
 
 
+def _bootstrap(settings: Settings) -> str:
+    """The configured Kafka, else the embedded broker a running `npsloop up` recorded."""
+    if settings.kafka_bootstrap_servers:
+        return settings.kafka_bootstrap_servers
+    runtime = settings.data_dir / "runtime.json"
+    if runtime.exists():
+        return str(json.loads(runtime.read_text())["kafka_bootstrap_servers"])
+    return settings.require_bootstrap_servers()
+
+
+def _ingest_store(settings: Settings) -> Any:
+    from datetime import timedelta
+
+    from services.ingest.store import IngestStore
+    from shared.db import make_engine, migrate, session_factory
+
+    url = settings.database_url_of("ingest")
+    migrate(url)
+    return IngestStore(session_factory(make_engine(url)), webhook_memory=timedelta(minutes=10))
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError as PurchaseInvalid
+    from tqdm import tqdm
+
+    from services.ingest.publisher import PurchasePublisher, read_purchases
+    from shared.events import describe_validation_error
+
+    settings = _settings()
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"npsloop: no such file: {path}", file=sys.stderr)
+        return 2
+    accepted = 0
+    rejected: list[tuple[int, str]] = []
+    with PurchasePublisher(_bootstrap(settings), settings.namespace) as publisher:
+        for line in tqdm(read_purchases(path), desc="publishing", unit=" lines", file=sys.stderr):
+            if line.fields is None:
+                rejected.append((line.number, line.problem or "unreadable"))
+                continue
+            try:
+                publisher.publish(line.fields)
+            except PurchaseInvalid as exc:
+                rejected.append((line.number, describe_validation_error(exc)))
+                continue
+            accepted += 1
+    print(f"accepted {accepted}, rejected {len(rejected)}")
+    for number, reason in rejected:
+        print(f"  line {number}: {reason}")
+    return 1 if rejected else 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    history = _ingest_store(_settings()).history(args.customer)
+    if not history:
+        print(f"no survey decisions for customer {args.customer!r}")
+        return 1
+    print(f"survey decisions for customer {args.customer}:")
+    for record in history:
+        when = record.decided_at.strftime("%Y-%m-%d %H:%M:%S %Z")
+        what = record.status + (f" ({record.reason})" if record.reason else "")
+        send = f", send at {record.send_at:%Y-%m-%d %H:%M %Z}" if record.send_at else ""
+        order = f"order {record.order_id}" if record.order_id else "no order"
+        print(f"  {when}  {what:<24} {order}{send}  invitation {record.invitation_id}")
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    import uuid
+    from datetime import UTC, datetime
+
+    from services.ingest.store import Inbound
+    from shared import topics
+    from shared.events import ContactPreference
+
+    store = _ingest_store(_settings())
+    customers = store.customers_with_email(args.email)
+    if not customers:
+        print("no customer with that email address in ingest's records")
+        return 1
+    at = datetime.now(UTC)
+    erasures = [
+        ContactPreference(
+            event_id=uuid.uuid4(), occurred_at=at, customer_id=customer, action="erased"
+        )
+        for customer in customers
+    ]
+    store.accept(
+        [Inbound(topics.CONTACT_PREFERENCES, e.customer_id, e.customer_id, e) for e in erasures],
+        None,
+        at,
+    )
+    print(
+        f"erasure of {len(customers)} customer record(s) journaled: ingest publishes it, and "
+        "every service removes the person's data when it reads it"
+    )
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from shared.kafka_admin import ensure_topics
     from shared.streams import run_worker
@@ -103,6 +202,9 @@ def format_outbox_line(record: dict[str, Any]) -> str:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "publish": cmd_publish,
+    "explain": cmd_explain,
+    "erase": cmd_erase,
     "worker": cmd_worker,
     "up": cmd_up,
     "migrate": cmd_migrate,
@@ -124,6 +226,17 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--rate", type=float, default=2.0, help="demo responses per second (default 2)")
     commands.add_parser("migrate", help="apply database migrations")
     commands.add_parser("topics", help="create the topics of the registry that are missing")
+    publish = commands.add_parser(
+        "publish", help="publish purchase events from a JSON Lines or CSV file onto Kafka"
+    )
+    publish.add_argument("what", choices=["purchases"])
+    publish.add_argument("file", help="a .jsonl file (one purchase per line) or a .csv file")
+    explain = commands.add_parser(
+        "explain", help="why a customer was (not) surveyed: the history of decisions"
+    )
+    explain.add_argument("customer", help="the customer id")
+    erase = commands.add_parser("erase", help="erase a person's personal data everywhere")
+    erase.add_argument("email", help="the person's email address")
     outbox = commands.add_parser("outbox", help="show what was sent to the local outbox")
     outbox.add_argument("-n", "--last", type=int, default=20, help="how many (default 20)")
     outbox.add_argument("-f", "--follow", action="store_true", help="keep showing new ones")

@@ -98,6 +98,10 @@ class Supervisor:
             self.settings.embedded_broker_port, log_path=self.log_dir / "broker.log"
         ).start()
         self.bootstrap = self.broker.bootstrap_servers
+        # Other commands (`npsloop publish`) find the embedded broker here while it runs.
+        (self.data_dir / "runtime.json").write_text(
+            json.dumps({"kafka_bootstrap_servers": self.bootstrap})
+        )
         print(f"  broker      {self.bootstrap} (embedded Tansu, in memory)")
 
     def prepare(self) -> None:
@@ -186,6 +190,7 @@ class Supervisor:
                 worker.process.wait()
         if self.broker:
             self.broker.stop()
+            (self.data_dir / "runtime.json").unlink(missing_ok=True)
 
     def worker(self, service: ServiceName) -> Worker:
         return next(w for w in self.workers if w.service == service)

@@ -79,6 +79,7 @@ class Stack:
                 "NPSLOOP_LOG_LEVEL": "info",
                 "NPSLOOP_WEBHOOK_SECRET": WEBHOOK_SECRET,
                 "NPSLOOP_TOKEN_SECRET": TOKEN_SECRET,
+                "NPSLOOP_PUBLIC_URL": self.url("ingest"),
             }
         )
         if self.database_url:

@@ -12,12 +12,14 @@ from services.ingest import agents
 from services.ingest.adapters import Relay
 from services.ingest.planning import Rules, SendWindow
 from services.ingest.store import IngestStore
+from services.ingest.survey import SurveyConfig, SurveyRoutes
 from services.ingest.web import EdgeConfig, IngestRoutes
 from shared import topics
 from shared.db import make_engine, migrate, session_factory
+from shared.i18n import HEARD_FROM_KEYS
 from shared.metrics import StreamMetrics
 from shared.settings import Settings
-from shared.signing import WEBHOOK_TOLERANCE_SECONDS
+from shared.signing import WEBHOOK_TOLERANCE_SECONDS, TokenSigner
 from shared.streams import (
     EventLoop,
     add_health_routes,
@@ -49,6 +51,16 @@ def planning_rules(settings: Settings) -> Rules:
     )
 
 
+def heard_from_options(settings: Settings) -> tuple[str, ...]:
+    unknown = [key for key in settings.heard_from_options if key not in HEARD_FROM_KEYS]
+    if unknown:
+        raise SystemExit(
+            f"NPSLOOP_HEARD_FROM_OPTIONS has unknown answers {unknown}; "
+            f"choose from {', '.join(HEARD_FROM_KEYS)}"
+        )
+    return tuple(settings.heard_from_options)
+
+
 def create_app(settings: Settings) -> faust.App:
     webhook_secret = settings.require_secret("webhook_secret")
     rules = planning_rules(settings)
@@ -67,10 +79,15 @@ def create_app(settings: Settings) -> faust.App:
     relay = Relay(store, journaled, registry)
     IngestRoutes(
         store,
-        backlog=lambda: relay.backlog,
         on_accepted=relay.wake,
         config=EdgeConfig(webhook_secret, settings.max_body_bytes, settings.journal_max_backlog),
         registry=registry,
+    ).register(web_router(app))
+    SurveyRoutes(
+        store,
+        TokenSigner(settings.require_secret("token_secret").encode()),
+        SurveyConfig(settings.company_name, heard_from_options(settings)),
+        on_accepted=relay.wake,
     ).register(web_router(app))
     agents.register(
         app,

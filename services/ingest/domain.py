@@ -146,3 +146,40 @@ def validation_errors(errors: list[Any]) -> list[dict[str, Any]]:
         }
         for error in errors
     ]
+
+
+def response_from_link(
+    link: dict[str, Any],
+    score: int,
+    answers: FollowUpAnswers,
+    source: ResponseSource,
+    received_at: datetime,
+) -> Response:
+    """The response a survey link records: one per invitation, updated by each later answer.
+
+    An eNPS response carries no personal data: the employee is replaced by a pseudonym of
+    the invitation, and the only segment kept is the department.
+    """
+    invitation_id = str(link["i"])
+    kind = SurveyKind(link.get("k", SurveyKind.NPS))
+    customer_id = str(link["c"])
+    segment = Segment()
+    if kind == SurveyKind.ENPS:
+        customer_id = "enps-" + event_id("enps-respondent", invitation_id).hex[:16]
+        segment = Segment(department=link.get("d"))
+    content = {"score": score, "comment": answers.reason, "answers": answers.model_dump()}
+    return Response(
+        event_id=event_id(f"response:{source}", invitation_id, content),
+        occurred_at=received_at,
+        response_id=invitation_id,
+        invitation_id=invitation_id,
+        customer_id=customer_id,
+        survey_kind=kind,
+        score=score,
+        comment=answers.reason,
+        answers=answers,
+        source=source,
+        locale=link.get("l") or None,
+        segment=segment,
+        responded_at=received_at,
+    )

@@ -114,6 +114,10 @@ class ReplayedWebhook(Exception):
     """A webhook-id seen before: the same delivery sent again."""
 
 
+class JournalFull(Exception):
+    """More accepted events wait for the broker than the configured limit."""
+
+
 @dataclass(frozen=True)
 class Inbound:
     """An event accepted at the edge, for the journal."""
@@ -167,9 +171,20 @@ class IngestStore:
 
     # --- the journal -------------------------------------------------------------------
 
-    def accept(self, inbound: list[Inbound], webhook_id: str | None, now: datetime) -> int:
-        """Journal events (and remember the webhook id); returns how many were new."""
+    def accept(
+        self,
+        inbound: list[Inbound],
+        webhook_id: str | None,
+        now: datetime,
+        max_backlog: int | None = None,
+    ) -> int:
+        """Journal events (and remember the webhook id); returns how many were new.
+
+        With ``max_backlog``, refuses (JournalFull) while that many wait for the broker.
+        """
         with self._sessions.begin() as session:
+            if max_backlog is not None and _unpublished(session) >= max_backlog:
+                raise JournalFull(max_backlog)
             if webhook_id is not None:
                 remembered = insert_ignore(
                     session,
@@ -471,6 +486,13 @@ class IngestStore:
         with self._sessions() as session:
             row = session.get(InvitationRow, invitation_id)
             return None if row is None else dict(row.context)
+
+
+def _unpublished(session: Session) -> int:
+    count = session.execute(
+        select(func.count()).select_from(JournalRow).where(JournalRow.published_at.is_(None))
+    ).scalar_one()
+    return int(count)
 
 
 # The order's context, frozen into the invitation when it is decided.

@@ -21,7 +21,7 @@ from services.ingest.domain import (
     validation_errors,
 )
 from services.ingest.openapi import openapi_document
-from services.ingest.store import Inbound, ReplayedWebhook
+from services.ingest.store import Inbound, JournalFull, ReplayedWebhook
 from shared import topics
 from shared.signing import SignatureError, verify_webhook
 
@@ -31,7 +31,13 @@ RETRY_AFTER_SECONDS = 5
 class Journal(Protocol):
     """Where accepted events are written before the edge answers 2xx."""
 
-    def accept(self, inbound: list[Inbound], webhook_id: str | None, now: datetime) -> int: ...
+    def accept(
+        self,
+        inbound: list[Inbound],
+        webhook_id: str | None,
+        now: datetime,
+        max_backlog: int | None = None,
+    ) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -74,13 +80,11 @@ class IngestRoutes:
     def __init__(
         self,
         journal: Journal,
-        backlog: Callable[[], int],
         on_accepted: Callable[[], None],
         config: EdgeConfig,
         registry: CollectorRegistry,
     ) -> None:
         self.journal = journal
-        self.backlog = backlog
         self.on_accepted = on_accepted
         self.config = config
         self.requests = Counter(
@@ -137,14 +141,16 @@ class IngestRoutes:
         if isinstance(parsed, web.Response):
             return parsed
         inbound, answer = parsed
-        if self.backlog() >= self.config.max_backlog:
+        try:
+            await asyncio.to_thread(
+                self.journal.accept, inbound, webhook_id, received_at, self.config.max_backlog
+            )
+        except JournalFull:
             return _error(
                 503,
                 "the broker is behind; nothing was accepted, try again",
                 **{"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
-        try:
-            await asyncio.to_thread(self.journal.accept, inbound, webhook_id, received_at)
         except ReplayedWebhook:
             return _error(401, f"signature refused: webhook-id {webhook_id!r} was already received")
         self.on_accepted()

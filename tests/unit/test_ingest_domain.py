@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from services.ingest.domain import PurchaseSubmission, ResponseSubmission, validation_errors
 from services.ingest.openapi import openapi_document
-from services.ingest.store import Inbound, ReplayedWebhook
+from services.ingest.store import Inbound, JournalFull, ReplayedWebhook
 from services.ingest.web import EdgeConfig, IngestRoutes
 from shared import topics
 from shared.events import Event, Purchase, Response
@@ -172,7 +172,15 @@ class FakeJournal:
         self.published: list[tuple[TopicSpec, str, Event]] = []
         self.webhook_ids: set[str] = set()
 
-    def accept(self, inbound: list[Inbound], webhook_id: str | None, now: datetime) -> int:
+    def accept(
+        self,
+        inbound: list[Inbound],
+        webhook_id: str | None,
+        now: datetime,
+        max_backlog: int | None = None,
+    ) -> int:
+        if max_backlog is not None and self.backlog >= max_backlog:
+            raise JournalFull(max_backlog)
         if webhook_id is not None:
             if webhook_id in self.webhook_ids:
                 raise ReplayedWebhook(webhook_id)
@@ -191,7 +199,6 @@ class Answer:
 def routes_for(journal: FakeJournal, registry: CollectorRegistry | None = None) -> IngestRoutes:
     return IngestRoutes(
         journal,
-        backlog=lambda: journal.backlog,
         on_accepted=lambda: None,
         config=EdgeConfig(SECRET, max_body_bytes=1024 * 1024, max_backlog=100),
         registry=registry or CollectorRegistry(),
