@@ -16,7 +16,17 @@ from enum import StrEnum
 from typing import Annotated, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    WithJsonSchema,
+)
 
 from shared.nps import Category
 
@@ -44,14 +54,22 @@ __all__ = [
     "encode",
 ]
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Control characters, and lone surrogates (text that cannot be stored or sent as UTF-8).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _LINE_BREAK = re.compile(r"[\r\n\u2028\u2029]")
-_EMAIL = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
+# The same rules as JSON Schema patterns, so that clients and fuzzers know them (lone
+# surrogates cannot be written in an ECMA-262 pattern; JSON text cannot carry them anyway
+# but as escapes, which the validators refuse).
+_FREE_TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+_ONE_LINE_PATTERN = r"^[^\x00-\x1f\x7f\u2028\u2029]*$"
+_EMAIL_PART = r"[^@\s<>\"',;\x00-\x1f\x7f\u2028\u2029]+"
+_EMAIL_PATTERN = rf"^{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}$"
+_EMAIL = re.compile(_EMAIL_PATTERN)
 
 
 def _no_control_characters(value: str) -> str:
     if _CONTROL.search(value):
-        raise ValueError("must not contain control characters")
+        raise ValueError("must not contain control characters or unpaired surrogates")
     return value
 
 
@@ -69,12 +87,84 @@ def _email_address(value: str) -> str:
     return value
 
 
-Label = Annotated[str, Field(min_length=1, max_length=120), AfterValidator(_single_line)]
-Identifier = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_single_line)]
-EmailAddress = Annotated[str, Field(max_length=254), AfterValidator(_email_address)]
-FreeText = Annotated[str, Field(max_length=10_000), AfterValidator(_no_control_characters)]
+_ONE_LINE = {"pattern": _ONE_LINE_PATTERN}
+Label = Annotated[
+    str,
+    Field(min_length=1, max_length=120, json_schema_extra=_ONE_LINE),
+    AfterValidator(_single_line),
+]
+Identifier = Annotated[
+    str,
+    Field(min_length=1, max_length=200, json_schema_extra=_ONE_LINE),
+    AfterValidator(_single_line),
+]
+EmailAddress = Annotated[
+    str,
+    Field(
+        max_length=254,
+        json_schema_extra={"pattern": _EMAIL_PATTERN},
+    ),
+    AfterValidator(_email_address),
+]
+FreeText = Annotated[
+    str,
+    Field(max_length=10_000, json_schema_extra={"pattern": _FREE_TEXT_PATTERN}),
+    AfterValidator(_no_control_characters),
+]
 Locale = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")]
-Score = Annotated[int, Field(ge=0, le=10, strict=True)]
+
+
+def _whole_number(value: object) -> object:
+    # JSON has one number type: 7.0 is the whole number 7 (as JSON Schema's "integer" says),
+    # but "7", true and 7.5 are not scores.
+    if isinstance(value, bool | str):
+        raise ValueError("must be a whole number from 0 to 10, not text or true/false")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be a whole number from 0 to 10")
+        return int(value)
+    return value
+
+
+Score = Annotated[int, Field(ge=0, le=10, strict=True), BeforeValidator(_whole_number)]
+
+_AMOUNT_TEXT = re.compile(r"^[0-9]{1,10}(\.[0-9]+)?$")
+MAX_AMOUNT = Decimal("9999999999.9999")
+
+
+def _amount(value: object) -> Decimal:
+    # Money arrives as a JSON number or a decimal string ("499.00"); more than four
+    # decimals carry no meaning for NPS economics, so they are rounded, not refused.
+    if isinstance(value, bool):
+        raise ValueError("must be an amount such as 499.00, not true/false")
+    if isinstance(value, str):
+        if not _AMOUNT_TEXT.match(value):
+            raise ValueError("must be an amount such as 499.00 (digits, optional decimals)")
+        amount = Decimal(value)
+    elif isinstance(value, int | float | Decimal):
+        amount = Decimal(str(value))
+        if not amount.is_finite():
+            raise ValueError("must be a finite amount")
+    else:
+        raise ValueError("must be an amount such as 499.00")
+    if amount < 0 or amount > MAX_AMOUNT:
+        raise ValueError(f"must be between 0 and {MAX_AMOUNT}")
+    return amount.quantize(Decimal("0.0001"))
+
+
+Amount = Annotated[
+    Decimal,
+    PlainValidator(_amount),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": 9999999999},
+                {"type": "string", "pattern": r"^[0-9]{1,10}(\.[0-9]+)?$"},
+            ],
+            "description": "Non-negative amount; a JSON number or a decimal string.",
+        }
+    ),
+]
 
 
 class Record(BaseModel):
@@ -131,7 +221,7 @@ class Purchase(Event):
     kind: PurchaseKind = PurchaseKind.PURCHASE
     order_id: Identifier
     customer_id: Identifier
-    amount: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=4)]
+    amount: Amount
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     products: Annotated[list[Label], Field(max_length=200)] = []
     segment: Segment = Segment()

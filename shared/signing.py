@@ -114,7 +114,9 @@ class TokenSigner:
     def verify(self, token: str, now: float | None = None) -> dict[str, Any]:
         """The payload of a genuine, unexpired token; TokenExpired or SignatureError otherwise."""
         encoded, _, mac = token.partition(".")
-        if not encoded or not mac or not hmac.compare_digest(mac, self._mac(encoded)):
+        # Bytes, not str: compare_digest refuses non-ASCII text, which a forged link may hold.
+        expected = self._mac(encoded).encode()
+        if not encoded or not mac or not hmac.compare_digest(mac.encode(), expected):
             raise SignatureError("the link is not genuine")
         try:
             payload: dict[str, Any] = json.loads(_unb64(encoded))

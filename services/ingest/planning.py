@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -122,7 +122,7 @@ def timezone_for(explicit: str | None, locale: str | None, default: str) -> Zone
 
 
 def in_window(moment: datetime, zone: ZoneInfo, window: SendWindow) -> datetime:
-    """The first moment at or after ``moment`` inside the send window, in local time."""
+    """The first moment at or after ``moment`` inside the send window (returned in UTC)."""
     local = moment.astimezone(zone)
     if local.time() < window.start:
         local = local.replace(
@@ -131,7 +131,8 @@ def in_window(moment: datetime, zone: ZoneInfo, window: SendWindow) -> datetime:
     elif local.time() > window.end:
         next_day = (local + timedelta(days=1)).date()
         local = datetime.combine(next_day, window.start, tzinfo=zone)
-    return local.astimezone(moment.tzinfo)
+    # UTC, whatever offset the purchase came with: databases store the instant, not the offset.
+    return local.astimezone(UTC)
 
 
 def sampled_in(order_id: str, rate: float) -> bool:

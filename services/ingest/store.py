@@ -32,6 +32,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from services.ingest import planning
 from shared.db import Base, insert_ignore
 from shared.events import (
+    Contact,
     ContactPreference,
     Event,
     Invitation,
@@ -285,7 +286,12 @@ class IngestStore:
         if session.get(InvitationRow, invitation_id) is not None:
             return None
         customer = self._customer(session, purchase.customer_id, now)
-        if purchase.contact.email and customer.erased_at is None:
+        if customer.erased_at is not None:
+            # An erased person stays erased: their new purchase keeps no contact here, and the
+            # purchase itself, journaled at the edge, loses it too.
+            purchase = purchase.model_copy(update={"contact": Contact()})
+            self._erase_personal_data(session, purchase.customer_id)
+        elif purchase.contact.email:
             customer.email_hash = email_hash(purchase.contact.email)
         state = planning.CustomerState(
             last_invited_at=_aware(customer.last_invited_at),
@@ -408,7 +414,7 @@ class IngestStore:
             customer = self._customer(session, customer_id, now)
             last = _aware(customer.last_responded_at)
             if last is None or responded_at > last:
-                customer.last_responded_at = responded_at
+                customer.last_responded_at = responded_at.astimezone(UTC)
                 customer.updated_at = now
 
     def apply_preference(self, preference: ContactPreference, now: datetime) -> list[Invitation]:

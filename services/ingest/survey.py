@@ -76,9 +76,9 @@ class SurveyRoutes:
         except TokenExpired:
             return _html(render_link_problem(_browser_locale(request), "expired"), status=410)
         except SignatureError:
-            return _html(render_link_problem(_browser_locale(request), "invalid"), status=400)
+            return _html(render_link_problem(_browser_locale(request), "invalid"), status=403)
         if needs not in link:
-            return _html(render_link_problem(_browser_locale(request), "invalid"), status=400)
+            return _html(render_link_problem(_browser_locale(request), "invalid"), status=403)
         return link
 
     async def _journal(self, inbound: Inbound, at: datetime) -> None:
@@ -92,7 +92,7 @@ class SurveyRoutes:
             return link
         score = link["s"]
         if not isinstance(score, int) or not 0 <= score <= 10:
-            return _html(render_link_problem(_browser_locale(request), "invalid"), status=400)
+            return _html(render_link_problem(_browser_locale(request), "invalid"), status=403)
         received_at = now()
         response = response_from_link(
             link, score, FollowUpAnswers(), ResponseSource.EMAIL_CLICK, received_at
