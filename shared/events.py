@@ -62,7 +62,9 @@ _LINE_BREAK = re.compile(r"[\r\n\u2028\u2029]")
 # but as escapes, which the validators refuse).
 _FREE_TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 _ONE_LINE_PATTERN = r"^[^\x00-\x1f\x7f\u2028\u2029]*$"
-_EMAIL_PART = r"[^@\s<>\"',;\x00-\x1f\x7f\u2028\u2029]+"
+# Spelled out rather than \s, which means different things in Python and in JSON Schema.
+_SPACES = r"\x00-\x20\x7f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_EMAIL_PART = rf"[^@<>\"',;{_SPACES}]+"
 _EMAIL_PATTERN = rf"^{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}$"
 _EMAIL = re.compile(_EMAIL_PATTERN)
 
@@ -149,7 +151,10 @@ def _amount(value: object) -> Decimal:
         raise ValueError("must be an amount such as 499.00")
     if amount < 0 or amount > MAX_AMOUNT:
         raise ValueError(f"must be between 0 and {MAX_AMOUNT}")
-    return amount.quantize(Decimal("0.0001"))
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -4:
+        return amount.quantize(Decimal("0.0001"))
+    return amount
 
 
 Amount = Annotated[

@@ -80,7 +80,9 @@ def create_app(settings: Settings) -> faust.App:
     IngestRoutes(
         store,
         on_accepted=relay.wake,
-        config=EdgeConfig(webhook_secret, settings.max_body_bytes, settings.journal_max_backlog),
+        config=EdgeConfig(
+            webhook_secret, settings.max_body_bytes, settings.journal_max_backlog, rules
+        ),
         registry=registry,
     ).register(web_router(app))
     SurveyRoutes(

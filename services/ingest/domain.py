@@ -9,9 +9,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 from shared.events import (
     Amount,
@@ -21,6 +29,8 @@ from shared.events import (
     FollowUpAnswers,
     FreeText,
     Identifier,
+    Invitation,
+    InvitationStatus,
     Label,
     Locale,
     Purchase,
@@ -44,8 +54,14 @@ def _time_zone(name: str) -> str:
 
 TimeZoneName = Annotated[
     str,
-    Field(max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"),
     AfterValidator(_time_zone),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "enum": sorted(available_timezones()),
+            "description": "IANA time zone, e.g. Europe/Oslo.",
+        }
+    ),
 ]
 
 
@@ -218,3 +234,38 @@ def response_from_link(
         segment=segment,
         responded_at=received_at,
     )
+
+
+class Employee(Submission):
+    """One employee to invite; their address is used to send, never kept with the answer."""
+
+    employee_id: Identifier
+    email: EmailAddress
+    name: Label | None = None
+    department: Label
+    locale: Locale | None = None
+
+
+class EnpsCampaign(Submission):
+    """An employee NPS round: everyone listed is invited once, now (inside the send window)."""
+
+    campaign_id: Identifier
+    employees: Annotated[list[Employee], Field(min_length=1, max_length=10_000)]
+    timezone: TimeZoneName | None = None
+
+    def invitations(self, send_at: datetime, received_at: datetime) -> list[Invitation]:
+        return [
+            Invitation(
+                event_id=event_id("enps-invitation", f"{self.campaign_id}:{employee.employee_id}"),
+                occurred_at=received_at,
+                invitation_id=str(event_id("enps", f"{self.campaign_id}:{employee.employee_id}")),
+                customer_id=employee.employee_id,
+                status=InvitationStatus.SCHEDULED,
+                send_at=send_at,
+                survey_kind=SurveyKind.ENPS,
+                segment=Segment(department=employee.department),
+                locale=employee.locale,
+                contact=Contact(email=employee.email, name=employee.name),
+            )
+            for employee in self.employees
+        ]

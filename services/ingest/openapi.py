@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from services.ingest.domain import PurchaseSubmission, ResponseSubmission
+from services.ingest.domain import EnpsCampaign, PurchaseSubmission, ResponseSubmission
 
 _JSON = "application/json"
 _HTML = "text/html"
@@ -66,7 +66,7 @@ _LINK_PROBLEMS = {
 
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 description of every endpoint ingest serves."""
-    models: list[type[BaseModel]] = [ResponseSubmission, PurchaseSubmission]
+    models: list[type[BaseModel]] = [ResponseSubmission, PurchaseSubmission, EnpsCampaign]
     _, schema = models_json_schema(
         [(model, "validation") for model in models], ref_template="#/components/schemas/{model}"
     )
@@ -111,6 +111,14 @@ def openapi_document() -> dict[str, Any]:
         "properties": {
             "accepted": {"type": "integer", "minimum": 1},
             "event_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+        },
+    }
+    components["EnpsAccepted"] = {
+        "type": "object",
+        "required": ["accepted", "send_at"],
+        "properties": {
+            "accepted": {"type": "integer", "minimum": 1},
+            "send_at": {"type": "string", "format": "date-time"},
         },
     }
     purchase_ref = {"$ref": "#/components/schemas/PurchaseSubmission"}
@@ -174,6 +182,23 @@ def openapi_document() -> dict[str, Any]:
                     },
                     "responses": {
                         "202": _json("PurchasesAccepted", "Journaled; published to Kafka."),
+                        **_WEBHOOK_ERRORS,
+                    },
+                }
+            },
+            "/v1/enps/invitations": {
+                "post": {
+                    "summary": "Invite employees to an anonymous employee NPS round",
+                    "operationId": "postEnpsInvitations",
+                    "parameters": _WEBHOOK_HEADERS,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            _JSON: {"schema": {"$ref": "#/components/schemas/EnpsCampaign"}}
+                        },
+                    },
+                    "responses": {
+                        "202": _json("EnpsAccepted", "Journaled; invitations go out at send_at."),
                         **_WEBHOOK_ERRORS,
                     },
                 }

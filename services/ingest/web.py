@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
 from services.ingest.domain import (
+    EnpsCampaign,
     PurchaseBatch,
     PurchaseSubmission,
     ResponseSubmission,
@@ -21,6 +22,7 @@ from services.ingest.domain import (
     validation_errors,
 )
 from services.ingest.openapi import openapi_document
+from services.ingest.planning import Rules, in_window, timezone_for
 from services.ingest.store import Inbound, JournalFull, ReplayedWebhook
 from shared import topics
 from shared.signing import SignatureError, verify_webhook
@@ -45,6 +47,7 @@ class EdgeConfig:
     webhook_secret: str
     max_body_bytes: int
     max_backlog: int
+    rules: Rules
 
 
 class NotJson(ValueError):
@@ -94,13 +97,14 @@ class IngestRoutes:
             ["endpoint", "outcome"],
             registry=registry,
         )
-        for endpoint in ("responses", "purchases"):
+        for endpoint in ("responses", "purchases", "enps"):
             for outcome in ("accepted", "invalid", "unauthorized", "too_large", "unavailable"):
                 self.requests.labels(endpoint, outcome)
 
     def register(self, router: web.UrlDispatcher) -> None:
         router.add_post("/v1/responses", self.post_response)
         router.add_post("/v1/purchases", self.post_purchases)
+        router.add_post("/v1/enps/invitations", self.post_enps)
         router.add_get("/openapi.json", self.openapi)
 
     async def post_response(self, request: web.Request) -> web.Response:
@@ -111,6 +115,16 @@ class IngestRoutes:
     async def post_purchases(self, request: web.Request) -> web.Response:
         answer = await self._webhook(request, _parse_purchases)
         self.requests.labels("purchases", _outcome(answer.status)).inc()
+        return answer
+
+    async def post_enps(self, request: web.Request) -> web.Response:
+        rules = self.config.rules
+
+        def parse(body: Any, received_at: datetime) -> Parsed | web.Response:
+            return _parse_enps(body, received_at, rules)
+
+        answer = await self._webhook(request, parse)
+        self.requests.labels("enps", _outcome(answer.status)).inc()
         return answer
 
     async def openapi(self, _request: web.Request) -> web.Response:
@@ -191,4 +205,17 @@ def _parse_purchases(body: Any, received_at: datetime) -> Parsed | web.Response:
     purchases = [submission.to_event(received_at) for submission in submissions]
     inbound = [Inbound(topics.PURCHASES, p.customer_id, p.customer_id, p) for p in purchases]
     answer = {"accepted": len(purchases), "event_ids": [str(p.event_id) for p in purchases]}
+    return inbound, answer
+
+
+def _parse_enps(body: Any, received_at: datetime, rules: Rules) -> Parsed | web.Response:
+    try:
+        campaign = EnpsCampaign.model_validate(body)
+    except ValidationError as exc:
+        return _unprocessable(validation_errors(exc.errors(include_url=False)))
+    zone = timezone_for(campaign.timezone, None, rules.default_timezone)
+    send_at = in_window(received_at, zone, rules.window)
+    invitations = campaign.invitations(send_at, received_at)
+    inbound = [Inbound(topics.INVITATIONS, i.customer_id, i.customer_id, i) for i in invitations]
+    answer = {"accepted": len(invitations), "send_at": send_at.isoformat()}
     return inbound, answer

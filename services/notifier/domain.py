@@ -15,7 +15,7 @@ from typing import Any
 
 from services.notifier import messages
 from services.notifier.invitation_email import invitation_email
-from shared.events import ClassifiedResponse, Invitation, InvitationStatus
+from shared.events import ClassifiedResponse, Invitation, InvitationStatus, SurveyKind
 from shared.links import SurveyLinks
 from shared.nps import Category
 
@@ -66,8 +66,14 @@ def idempotency_key(kind: DeliveryKind, subject_id: str, channel: Channel, recip
 
 
 def plan(classified: ClassifiedResponse, config: LoopConfig) -> list[Delivery]:
-    """Detractors and passives alert staff on Slack; promoters with email get a review request."""
+    """Detractors and passives alert staff on Slack; promoters with email get a review request.
+
+    An eNPS response is anonymous by design: it never alerts, opens a follow-up or asks
+    anything of anyone; it only counts.
+    """
     response = classified.response
+    if response.survey_kind == SurveyKind.ENPS:
+        return []
     if classified.category in (Category.DETRACTOR, Category.PASSIVE):
         return [
             Delivery(

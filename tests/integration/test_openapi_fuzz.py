@@ -23,7 +23,7 @@ from tests.stack import WEBHOOK_SECRET, Stack
 pytestmark = pytest.mark.integration
 
 EXAMPLES_PER_OPERATION = 40
-WEBHOOKS = {"/v1/responses", "/v1/purchases"}
+WEBHOOKS = {"/v1/responses", "/v1/purchases", "/v1/enps/invitations"}
 
 
 @pytest.fixture(scope="module")

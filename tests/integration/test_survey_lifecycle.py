@@ -389,3 +389,54 @@ def test_erase_removes_the_persons_data_from_ingest_and_suppresses_them(
         time.sleep(0.3)
     assert leaks == 0
     assert lifecycle.npsloop("erase", "erase.me@example.com").returncode == 1
+
+
+def test_an_enps_round_invites_employees_and_their_answers_carry_no_personal_data(
+    lifecycle: Lifecycle,
+) -> None:
+    campaign = {
+        "campaign_id": f"enps-{uuid.uuid4().hex[:8]}",
+        "employees": [
+            {
+                "employee_id": "e-1",
+                "email": "mette@example.com",
+                "name": "Mette",
+                "department": "Lager",
+                "locale": "da",
+            },
+        ],
+    }
+    status, text, _ = http_post(
+        lifecycle.stack.url("ingest") + "/v1/enps/invitations", json.dumps(campaign).encode()
+    )
+    assert status == 202, text
+    mail = lifecycle.wait_for_mail_to("mette@example.com")
+    links = SCORE_LINK.findall(html_of(mail))
+    assert len(links) == 11
+    alerts_before = len(lifecycle.slack.received("/api/chat.postMessage"))
+    status, page = http_get(links[2])
+    assert status == 200
+    assert "anonym" in page.lower()
+    invitation_id = TokenSigner(TOKEN_SECRET.encode()).verify(links[2].rsplit("/", 1)[1])["i"]
+    responses = lifecycle.stack.topic(topics.RESPONSES.name)
+    deadline = time.monotonic() + 30
+    mine: list[bytes] = []
+    while not mine and time.monotonic() < deadline:
+        mine = [
+            v
+            for _, v in read_all(lifecycle.stack.bootstrap, responses)
+            if v and invitation_id.encode() in v
+        ]
+        time.sleep(0.3)
+    assert len(mine) == 1
+    response = json.loads(mine[0])
+    assert response["survey_kind"] == "enps" and response["score"] == 2
+    assert response["segment"]["department"] == "Lager"
+    assert {k for k, v in response["segment"].items() if v} == {"department"}
+    assert response["contact"] == {"email": None, "name": None}
+    for personal in (b"mette", b"Mette", b"e-1"):
+        assert personal not in mine[0]
+    time.sleep(SETTLE_SECONDS)
+    assert len(lifecycle.slack.received("/api/chat.postMessage")) == alerts_before, (
+        "an eNPS detractor never opens a follow-up"
+    )

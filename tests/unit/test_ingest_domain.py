@@ -6,7 +6,7 @@ import base64
 import json
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from services.ingest.domain import PurchaseSubmission, ResponseSubmission, validation_errors
 from services.ingest.openapi import openapi_document
+from services.ingest.planning import Rules, SendWindow
 from services.ingest.store import Inbound, JournalFull, ReplayedWebhook
 from services.ingest.web import EdgeConfig, IngestRoutes
 from shared import topics
@@ -161,6 +162,13 @@ def test_every_reference_in_the_openapi_document_resolves() -> None:
 # --- HTTP handlers ------------------------------------------------------------------------
 
 
+RULES = Rules(
+    delay_service=timedelta(hours=24),
+    delay_product=timedelta(days=14),
+    window=SendWindow.parse("09:00-20:00"),
+    default_timezone="Europe/Copenhagen",
+    fatigue=timedelta(days=90),
+)
 SECRET = "whsec_" + base64.b64encode(b"a test secret of 24 bytes").decode()
 
 
@@ -200,7 +208,7 @@ def routes_for(journal: FakeJournal, registry: CollectorRegistry | None = None) 
     return IngestRoutes(
         journal,
         on_accepted=lambda: None,
-        config=EdgeConfig(SECRET, max_body_bytes=1024 * 1024, max_backlog=100),
+        config=EdgeConfig(SECRET, max_body_bytes=1024 * 1024, max_backlog=100, rules=RULES),
         registry=registry or CollectorRegistry(),
     )
 
