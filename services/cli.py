@@ -198,7 +198,11 @@ def format_outbox_line(record: dict[str, Any]) -> str:
     payload = record["payload"]
     if record["channel"] == "slack":
         return f"[slack {payload['channel']}] {payload['text']}"
-    return f"[email to {payload['to_email']}] {payload['subject']}"
+    line = f"[email to {payload['to_email']}] {payload['subject']}"
+    scores = (payload.get("links") or {}).get("scores")
+    if scores:
+        line += f"\n      answer 10: {scores[10]}"
+    return line
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -41,6 +41,13 @@ DEMO_REVIEW_LINKS = {
     "NPSLOOP_REVIEW_GOOGLE_URL": "https://g.page/r/npsloop-demo/review",
     "NPSLOOP_REVIEW_FACEBOOK_URL": "https://www.facebook.com/npsloop-demo/reviews",
 }
+# The demo shows invitations going out at once, day or night, unless timing is configured.
+DEMO_TIMING = {
+    "NPSLOOP_DELAY_PRODUCT_HOURS": "0",
+    "NPSLOOP_DELAY_SERVICE_HOURS": "0",
+    "NPSLOOP_SEND_WINDOW": "00:00-24:00",
+    "NPSLOOP_HEARD_FROM_OPTIONS": '["recommendation", "google", "social_media", "ads", "other"]',
+}
 
 
 class Stop(Exception):
@@ -258,6 +265,8 @@ def run(settings: Settings, demo: bool = False, demo_rate: float = 2.0) -> int:
     demo_links = demo and not (settings.review_google_url or settings.review_facebook_url)
     if demo_links:
         extra_env.update(DEMO_REVIEW_LINKS)
+    if demo:
+        extra_env.update({k: v for k, v in DEMO_TIMING.items() if k not in os.environ})
     supervisor = Supervisor(settings, extra_env)
     supervisor.log_dir.mkdir(parents=True, exist_ok=True)
     traffic: DemoTraffic | None = None

@@ -127,6 +127,7 @@ def plan_invitation(
             "text": content.text,
             "html": content.html,
             "headers": content.headers,
+            "links": {"scores": list(links.scores), "unsubscribe": links.unsubscribe},
             "invitation": invitation.model_dump(mode="json"),
         },
         customer_id=invitation.customer_id,
