@@ -10,7 +10,7 @@ import faust
 
 from services.ingest.planning import Rules
 from services.ingest.store import IngestStore
-from shared.events import ContactPreference, Purchase, Response, decode
+from shared.events import ContactPreference, Invitation, Purchase, Response, decode
 from shared.streams import EventLoop
 
 
@@ -18,6 +18,7 @@ def register(
     app: faust.App,
     *,
     purchases: faust.TopicT,
+    invitations: faust.TopicT,
     responses: faust.TopicT,
     preferences: faust.TopicT,
     store: IngestStore,
@@ -31,6 +32,14 @@ def register(
             purchase = decode(Purchase, value)
             if await asyncio.to_thread(store.plan, purchase, rules, datetime.now(UTC)):
                 on_journaled()
+
+        await loop.run(stream, handle)
+
+    @app.agent(invitations, name="note_sent_invitations")
+    async def note_sent_invitations(stream: faust.StreamT[bytes]) -> None:
+        async def handle(key: bytes | None, value: bytes | None) -> None:
+            invitation = decode(Invitation, value)
+            await asyncio.to_thread(store.record_sent, invitation, datetime.now(UTC))
 
         await loop.run(stream, handle)
 

@@ -94,6 +94,7 @@ def create_app(settings: Settings) -> faust.App:
     agents.register(
         app,
         purchases=journaled[topics.PURCHASES.name],
+        invitations=journaled[topics.INVITATIONS.name],
         responses=journaled[topics.RESPONSES.name],
         preferences=journaled[topics.CONTACT_PREFERENCES.name],
         store=store,

@@ -407,6 +407,31 @@ class IngestStore:
                 invitation.occurred_at,
             )
 
+    def record_sent(self, invitation: Invitation, now: datetime) -> bool:
+        """The notifier sent an invitation: part of the history; a later refund is too late."""
+        if invitation.status != InvitationStatus.SENT:
+            return False
+        with self._sessions.begin() as session:
+            row = session.get(InvitationRow, invitation.invitation_id)
+            if row is not None and row.status == InvitationStatus.SCHEDULED.value:
+                row.status = InvitationStatus.SENT.value
+                row.updated_at = now
+            return insert_ignore(
+                session,
+                DecisionRow.__table__,
+                {
+                    "event_id": str(invitation.event_id),
+                    "customer_id": invitation.customer_id,
+                    "invitation_id": invitation.invitation_id,
+                    "order_id": invitation.order_id,
+                    "status": InvitationStatus.SENT.value,
+                    "reason": None,
+                    "send_at": invitation.send_at,
+                    "decided_at": invitation.occurred_at.astimezone(UTC),
+                },
+                keys=["event_id"],
+            )
+
     # --- what customers tell us ---------------------------------------------------------
 
     def record_response(self, customer_id: str, responded_at: datetime, now: datetime) -> None:

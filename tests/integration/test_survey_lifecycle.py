@@ -139,8 +139,9 @@ def test_a_purchase_brings_an_invitation_in_danish_with_eleven_score_links_and_u
     # RFC 8058 one-click needs an https link; this test install is plain http, so it must not
     # claim it (the https case is in tests/unit/test_invitation_email.py).
     assert "List-Unsubscribe-Post" not in headers
-    output = lifecycle.explain_until(str(purchase["customer_id"]), "scheduled")
+    output = lifecycle.explain_until(str(purchase["customer_id"]), " sent ")
     assert str(purchase["order_id"]) in output
+    assert output.index("scheduled") < output.index(" sent ")
     sent = [
         decode(Invitation, value)
         for _, value in read_all(

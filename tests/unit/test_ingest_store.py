@@ -564,3 +564,18 @@ def test_an_older_response_arriving_late_does_not_replace_the_latest(store: Inge
     invitation = store.plan(a_purchase(), RULES, NOON + timedelta(minutes=2))
     assert invitation is not None
     assert invitation.reason == "fatigue"
+
+
+def test_a_sent_invitation_joins_the_history_and_a_later_refund_is_too_late(
+    store: IngestStore,
+) -> None:
+    scheduled = store.plan(a_purchase(), RULES, NOON)
+    assert scheduled is not None and scheduled.send_at is not None
+    sent = scheduled.model_copy(
+        update={"event_id": uuid.uuid4(), "status": InvitationStatus.SENT, "occurred_at": NOON}
+    )
+    assert store.record_sent(sent, NOON)
+    assert not store.record_sent(sent, NOON), "the same sent event is recorded once"
+    # A refund still before the planned send time: the email has gone, so nothing to cancel.
+    assert store.plan(a_refund(), RULES, NOON + timedelta(minutes=1)) is None
+    assert decisions(store) == [("scheduled", None), ("sent", None)]
