@@ -270,6 +270,7 @@ def run(settings: Settings, demo: bool = False, demo_rate: float = 2.0) -> int:
     supervisor = Supervisor(settings, extra_env)
     supervisor.log_dir.mkdir(parents=True, exist_ok=True)
     traffic: DemoTraffic | None = None
+    outbox = OutboxTail(settings.local_outbox_path.resolve())
     code = 0
     print("npsloop: starting (Ctrl-C stops everything)")
     try:
@@ -289,7 +290,7 @@ def run(settings: Settings, demo: bool = False, demo_rate: float = 2.0) -> int:
                     "  reviews     placeholder Google and Facebook pages (set NPSLOOP_REVIEW_*_URL)"
                 )
         print("", flush=True)
-        _watch(supervisor, settings)
+        _watch(supervisor, outbox)
     except Stop:
         print("\nnpsloop: stopping ...", flush=True)
     except (RuntimeError, ConnectionError) as exc:
@@ -301,6 +302,8 @@ def run(settings: Settings, demo: bool = False, demo_rate: float = 2.0) -> int:
         if traffic:
             traffic.stop()
         supervisor.stop()
+        # What went out while stopping is shown too.
+        outbox.show_new()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     print("npsloop: stopped", flush=True)
@@ -320,23 +323,32 @@ def _print_urls(supervisor: Supervisor, settings: Settings) -> None:
     print(f"  logs        {supervisor.log_dir}")
 
 
-def _watch(supervisor: Supervisor, settings: Settings) -> None:
-    outbox = settings.local_outbox_path.resolve()
-    shown = len(outbox.read_text(encoding="utf-8").splitlines()) if outbox.exists() else 0
+class OutboxTail:
+    """Prints the local outbox's new deliveries as a person reads them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.shown = len(path.read_text(encoding="utf-8").splitlines()) if path.exists() else 0
+
+    def show_new(self) -> None:
+        if not self.path.exists():
+            return
+        for line in self.path.read_text(encoding="utf-8").splitlines()[self.shown :]:
+            try:
+                print("  " + format_outbox_line(json.loads(line)), flush=True)
+            except (ValueError, KeyError):
+                # A line being written right now; it is read whole next time.
+                return
+            self.shown += 1
+
+
+def _watch(supervisor: Supervisor, outbox: OutboxTail) -> None:
     next_summary = time.monotonic() + SUMMARY_EVERY_SECONDS
     metrics_url = supervisor.worker("aggregator").url + "/metrics"
     while True:
         time.sleep(0.5)
         supervisor.restart_crashed()
-        if outbox.exists():
-            lines = outbox.read_text(encoding="utf-8").splitlines()
-            for line in lines[shown:]:
-                try:
-                    print("  " + format_outbox_line(json.loads(line)), flush=True)
-                except (ValueError, KeyError):
-                    # A line being written right now; it is read whole next time.
-                    break
-                shown += 1
+        outbox.show_new()
         if time.monotonic() >= next_summary:
             next_summary = time.monotonic() + SUMMARY_EVERY_SECONDS
             status, text = _get(metrics_url)

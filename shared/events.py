@@ -113,6 +113,12 @@ FreeText = Annotated[
     Field(max_length=10_000, json_schema_extra={"pattern": _FREE_TEXT_PATTERN}),
     AfterValidator(_no_control_characters),
 ]
+# A comment as other producers may put it on a topic: kept whole, analysed truncated.
+LongText = Annotated[
+    str,
+    Field(max_length=100_000, json_schema_extra={"pattern": _FREE_TEXT_PATTERN}),
+    AfterValidator(_no_control_characters),
+]
 Locale = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")]
 
 
@@ -290,7 +296,7 @@ class Response(Event):
     customer_id: Identifier
     survey_kind: SurveyKind = SurveyKind.NPS
     score: Score
-    comment: FreeText | None = None
+    comment: LongText | None = None
     answers: FollowUpAnswers = FollowUpAnswers()
     source: ResponseSource = ResponseSource.WEBHOOK
     locale: Locale | None = None
@@ -299,12 +305,54 @@ class Response(Event):
     responded_at: AwareDatetime
 
 
+class ResponseContext(Record):
+    """The order a response is about, as frozen into its invitation."""
+
+    order_id: Identifier | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
+    products: list[Label] = []
+    segment: Segment = Segment()
+    locale: Locale | None = None
+    experience: Experience | None = None
+    purchased_at: AwareDatetime | None = None
+
+
+class KeywordHit(Record):
+    """A theme or urgent category found in a comment, with the words that showed it."""
+
+    id: Label
+    label: Label
+    words: list[str] = []
+
+
+class SentimentReading(Record):
+    """How the comment feels: a label and a score from -1 (negative) to 1 (positive)."""
+
+    label: Literal["negative", "neutral", "positive"]
+    score: Annotated[float, Field(ge=-1.0, le=1.0)]
+    words: list[str] = []
+
+
 class ClassifiedResponse(Event):
-    """A response with what the classifier understood of it (responses-classified, key customer)."""
+    """A response with what the classifier understood of it (responses-classified, key customer).
+
+    ``is_update`` marks a later version of a response already classified (a comment
+    added after a one-click score): the same response, never a second one.
+    """
 
     response: Response
     category: Category
     is_update: bool = False
+    language: Literal["da", "sv", "no", "en", "de"] | None = None
+    language_method: Literal["detected", "locale", "unknown"] = "unknown"
+    sentiment: SentimentReading | None = None
+    themes: list[KeywordHit] = []
+    urgent: list[KeywordHit] = []
+    flags: list[Literal["score_comment_mismatch", "urgent"]] = []
+    priority: Literal["normal", "high"] = "normal"
+    comment_truncated: bool = False
+    context: ResponseContext | None = None
 
 
 class CaseAction(StrEnum):

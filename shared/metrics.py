@@ -33,8 +33,9 @@ class StreamMetrics:
             ),
             dead_letters=Counter(
                 "npsloop_dead_letters_total",
-                "Events sent to the dead-letter topic, by the topic they came from.",
-                ["service", "topic"],
+                "Events sent to the dead-letter topic, by the topic they came from and why "
+                "(the kind of error, e.g. DecodeError).",
+                ["service", "topic", "reason"],
                 registry=registry,
             ),
             retries=Counter(

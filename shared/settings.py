@@ -159,6 +159,11 @@ class Settings(BaseSettings):
         '["recommendation", "google", "social_media", "ads", "local_paper", "store", "other"]; '
         "empty: the question is not asked.",
     )
+    taxonomy_file: Path | None = Field(
+        None,
+        description="The theme taxonomy (YAML) the classifier uses; unset: the one shipped "
+        "with npsloop. Checked at start; `npsloop taxonomy check FILE` checks one.",
+    )
     aggregate_refresh_seconds: float = Field(
         2.0, gt=0, description="How often the aggregator recomputes its windows for /metrics."
     )

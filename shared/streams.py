@@ -166,7 +166,7 @@ class EventLoop:
         )
         await self.dlq.send(key=self.service.encode(), value=events.encode(letter))
         self.metrics.events.labels(self.service, message.topic, "dead_letter").inc()
-        self.metrics.dead_letters.labels(self.service, message.topic).inc()
+        self.metrics.dead_letters.labels(self.service, message.topic, letter.error_type).inc()
 
 
 def _describe(exc: Exception) -> str:

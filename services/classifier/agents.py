@@ -1,21 +1,66 @@
-"""The classifier's agent: decode, classify, send."""
+"""The classifier's agents: remember each invitation's context; classify each response.
+
+Both topics are keyed by customer with the same partition count, so a response and the
+invitation it answers meet in the same partition, and so in the same worker's tables.
+"""
 
 from __future__ import annotations
 
-import faust
+import asyncio
+from collections.abc import Callable
+from typing import Any
 
-from services.classifier.domain import classify_response
-from shared.events import Response, decode, encode
+import faust
+from faust.types import TableT
+
+from services.classifier.domain import context_of
+from services.classifier.metrics import ClassifierMetrics
+from shared.events import (
+    ClassifiedResponse,
+    Invitation,
+    InvitationStatus,
+    Response,
+    ResponseContext,
+    decode,
+    encode,
+)
 from shared.streams import EventLoop
+
+Classify = Callable[[Response, ResponseContext | None, str | None], ClassifiedResponse]
 
 
 def register(
-    app: faust.App, responses: faust.TopicT, classified: faust.TopicT, loop: EventLoop
+    app: faust.App,
+    *,
+    responses: faust.TopicT,
+    invitations: faust.TopicT,
+    classified: faust.TopicT,
+    contexts: TableT[str, Any],
+    seen: TableT[str, Any],
+    classify: Classify,
+    metrics: ClassifierMetrics,
+    loop: EventLoop,
 ) -> None:
-    @app.agent(responses, name="classify")
-    async def classify(stream: faust.StreamT[bytes]) -> None:
+    @app.agent(invitations, name="remember_contexts")
+    async def remember_contexts(stream: faust.StreamT[bytes]) -> None:
         async def handle(key: bytes | None, value: bytes | None) -> None:
-            result = classify_response(decode(Response, value))
-            await classified.send(key=result.response.customer_id.encode(), value=encode(result))
+            invitation = decode(Invitation, value)
+            if invitation.status == InvitationStatus.SCHEDULED:
+                contexts[invitation.invitation_id] = context_of(invitation).model_dump(mode="json")
+
+        await loop.run(stream, handle)
+
+    @app.agent(responses, name="classify")
+    async def classify_responses(stream: faust.StreamT[bytes]) -> None:
+        async def handle(key: bytes | None, value: bytes | None) -> None:
+            response = decode(Response, value)
+            known = contexts.get(response.invitation_id) if response.invitation_id else None
+            context = ResponseContext.model_validate(known) if known else None
+            previous = seen.get(response.response_id)
+            # Text analysis is CPU work (and builds the language detector on first use).
+            result = await asyncio.to_thread(classify, response, context, previous)
+            await classified.send(key=response.customer_id.encode(), value=encode(result))
+            seen[response.response_id] = str(response.event_id)
+            metrics.count(result)
 
         await loop.run(stream, handle)
