@@ -126,6 +126,62 @@ def cmd_erase(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from kafka import KafkaProducer
+
+    from shared import topics
+
+    settings = _settings()
+    try:
+        since = datetime.fromisoformat(args.since)
+        until = datetime.fromisoformat(args.until) if args.until else None
+    except ValueError as exc:
+        print(f"npsloop: a date is YYYY-MM-DD or an ISO 8601 time: {exc}", file=sys.stderr)
+        return 2
+    since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    until = until if until is None or until.tzinfo else until.replace(tzinfo=UTC)
+    store = _ingest_store(settings)
+    producer = KafkaProducer(bootstrap_servers=_bootstrap(settings).split(","), acks="all")
+    name = topics.RESPONSES.qualified(settings.namespace)
+    count = 0
+    try:
+        for entry in store.journaled(topics.RESPONSES.name, since, until):
+            producer.send(name, key=entry.key.encode(), value=entry.value)
+            count += 1
+        producer.flush(timeout=60)
+    finally:
+        producer.close(timeout=60)
+    print(
+        f"replayed {count} journaled response event(s) onto {name}: the classifier "
+        "reclassifies them; figures are replaced by response id and nothing is sent again"
+    )
+    return 0
+
+
+def cmd_eval_text(args: argparse.Namespace) -> int:
+    from services.classifier.text.evaluation import main as evaluate
+
+    return evaluate(args.files)
+
+
+def cmd_taxonomy(args: argparse.Namespace) -> int:
+    from services.classifier.text import TaxonomyError, load_taxonomy
+
+    try:
+        taxonomy = load_taxonomy(args.file)
+    except (TaxonomyError, OSError) as exc:
+        print(f"npsloop: {args.file} cannot be used:\n{exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{args.file} is valid: {len(taxonomy.themes)} themes "
+        f"({', '.join(theme.id for theme in taxonomy.themes)}), "
+        f"{len(taxonomy.urgent)} urgent categories"
+    )
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from shared.kafka_admin import ensure_topics
     from shared.streams import run_worker
@@ -209,6 +265,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "publish": cmd_publish,
     "explain": cmd_explain,
     "erase": cmd_erase,
+    "replay": cmd_replay,
+    "eval-text": cmd_eval_text,
+    "taxonomy": cmd_taxonomy,
     "worker": cmd_worker,
     "up": cmd_up,
     "migrate": cmd_migrate,
@@ -241,6 +300,18 @@ def parser() -> argparse.ArgumentParser:
     explain.add_argument("customer", help="the customer id")
     erase = commands.add_parser("erase", help="erase a person's personal data everywhere")
     erase.add_argument("email", help="the person's email address")
+    replay = commands.add_parser(
+        "replay", help="republish journaled responses so they are classified again"
+    )
+    replay.add_argument("--since", required=True, help="from this date (YYYY-MM-DD) or time")
+    replay.add_argument("--until", help="up to (not including) this date or time")
+    eval_text = commands.add_parser(
+        "eval-text", help="measure comment sentiment on labelled CSV files (text,label[,lang])"
+    )
+    eval_text.add_argument("files", nargs="+", metavar="FILE.csv")
+    taxonomy = commands.add_parser("taxonomy", help="check a theme taxonomy file")
+    taxonomy.add_argument("action", choices=["check"])
+    taxonomy.add_argument("file", help="the YAML taxonomy")
     outbox = commands.add_parser("outbox", help="show what was sent to the local outbox")
     outbox.add_argument("-n", "--last", type=int, default=20, help="how many (default 20)")
     outbox.add_argument("-f", "--follow", action="store_true", help="keep showing new ones")

@@ -180,8 +180,10 @@ def dlq_topic(app: faust.App, settings: Settings) -> faust.TopicT:
 
 
 def consumer_ready(app: faust.App) -> bool:
-    """Ready when not rebalancing and holding at least one partition."""
-    if app.rebalancing:
+    """Ready when holding partitions, not rebalancing, and its tables recovered."""
+    if app.rebalancing or getattr(app, "in_recovery", False):
+        return False
+    if app.tables and not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
         return False
     try:
         return bool(app.consumer.assignment())

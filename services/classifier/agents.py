@@ -47,6 +47,7 @@ def register(
             invitation = decode(Invitation, value)
             if invitation.status == InvitationStatus.SCHEDULED:
                 contexts[invitation.invitation_id] = context_of(invitation).model_dump(mode="json")
+                metrics.contexts.inc()
 
         await loop.run(stream, handle)
 
@@ -56,6 +57,7 @@ def register(
             response = decode(Response, value)
             known = contexts.get(response.invitation_id) if response.invitation_id else None
             context = ResponseContext.model_validate(known) if known else None
+            metrics.joins.labels("joined" if context else "no_context").inc()
             previous = seen.get(response.response_id)
             # Text analysis is CPU work (and builds the language detector on first use).
             result = await asyncio.to_thread(classify, response, context, previous)

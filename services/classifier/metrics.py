@@ -20,6 +20,8 @@ class ClassifierMetrics:
     themes: Counter
     flags: Counter
     latency: Histogram
+    contexts: Counter
+    joins: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, taxonomy: Taxonomy) -> ClassifierMetrics:
@@ -47,6 +49,19 @@ class ClassifierMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        contexts = Counter(
+            "npsloop_invitation_contexts_total",
+            "Scheduled invitations whose order context the classifier keeps for the join.",
+            registry=registry,
+        )
+        joins = Counter(
+            "npsloop_response_joins_total",
+            "Responses classified with their invitation's context (joined) or without it.",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in ("joined", "no_context"):
+            joins.labels(outcome)
         for category in Category:
             for language in (*SUPPORTED_LANGUAGES, "unknown"):
                 classified.labels(category.value, language)
@@ -54,7 +69,7 @@ class ClassifierMetrics:
                 themes.labels(theme.id, category.value)
         for flag in ("score_comment_mismatch", "urgent"):
             flags.labels(flag)
-        return cls(classified, themes, flags, latency)
+        return cls(classified, themes, flags, latency, contexts, joins)
 
     def count(self, result: ClassifiedResponse) -> None:
         category = result.category.value

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -248,6 +249,29 @@ class IngestStore:
                 update(JournalRow).where(JournalRow.id.in_(ids)).values(lease_until=lease_until)
             )
             return [JournalEntry(row.id, row.topic, row.key, row.value) for row in rows]
+
+    def journaled(
+        self, topic: str, since: datetime, until: datetime | None = None, batch: int = 1000
+    ) -> Iterator[JournalEntry]:
+        """The journal's entries of a topic accepted in [since, until), oldest first."""
+        last = 0
+        while True:
+            with self._sessions() as session:
+                query = select(
+                    JournalRow.id, JournalRow.topic, JournalRow.key, JournalRow.value
+                ).where(
+                    JournalRow.topic == topic,
+                    JournalRow.accepted_at >= since,
+                    JournalRow.id > last,
+                )
+                if until is not None:
+                    query = query.where(JournalRow.accepted_at < until)
+                rows = session.execute(query.order_by(JournalRow.id).limit(batch)).all()
+            if not rows:
+                return
+            for row in rows:
+                yield JournalEntry(row.id, row.topic, row.key, row.value)
+            last = rows[-1].id
 
     def mark_published(self, ids: list[int], now: datetime) -> None:
         with self._sessions.begin() as session:
