@@ -164,6 +164,11 @@ class Settings(BaseSettings):
         description="The theme taxonomy (YAML) the classifier uses; unset: the one shipped "
         "with npsloop. Checked at start; `npsloop taxonomy check FILE` checks one.",
     )
+    delivery_max_attempts: int = Field(
+        12,
+        ge=1,
+        description="Attempts of a delivery before it is dead and goes to the dlq with its reason.",
+    )
     aggregate_refresh_seconds: float = Field(
         2.0, gt=0, description="How often the aggregator recomputes its windows for /metrics."
     )

@@ -18,7 +18,7 @@ from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Email, Header, Mail, To
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import JSON, DateTime, Integer, String, delete, select, update
+from sqlalchemy import JSON, DateTime, Integer, String, delete, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from services.notifier.domain import Channel, Delivery
@@ -46,6 +46,7 @@ class DeliveryRow(Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     provider_ref: Mapped[str | None] = mapped_column(String(200))
     last_error: Mapped[str | None] = mapped_column(String(2000))
+    origin_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class SuppressionRow(Base):
@@ -66,6 +67,7 @@ class OutboxEntry:
     recipient: str
     payload: dict[str, Any]
     attempts: int
+    origin_at: datetime | None = None
 
 
 class Outbox(Protocol):
@@ -100,6 +102,9 @@ class Outbox(Protocol):
 
     def is_suppressed(self, customer_id: str) -> bool: ...
 
+    def counts(self) -> dict[str, int]:
+        """How many deliveries are in each status (pending, sent, failed, cancelled)."""
+
 
 class SqlOutbox:
     """The outbox in the notifier's database; the unique key is the last line of defence."""
@@ -124,6 +129,7 @@ class SqlOutbox:
                     "attempts": 0,
                     "next_attempt_at": delivery.send_at or now,
                     "created_at": now,
+                    "origin_at": delivery.origin_at,
                 },
                 keys=["idempotency_key"],
             )
@@ -152,6 +158,7 @@ class SqlOutbox:
                 recipient=row.recipient,
                 payload=dict(row.payload),
                 attempts=row.attempts,
+                origin_at=_utc(row.origin_at),
             )
 
     def mark_sent(self, key: str, provider_ref: str, now: datetime) -> None:
@@ -215,6 +222,13 @@ class SqlOutbox:
         with self._sessions() as session:
             return session.get(SuppressionRow, customer_id) is not None
 
+    def counts(self) -> dict[str, int]:
+        with self._sessions() as session:
+            rows = session.execute(
+                select(DeliveryRow.status, func.count()).group_by(DeliveryRow.status)
+            ).all()
+            return {status: int(count) for status, count in rows}
+
     def due(self, now: datetime, limit: int) -> list[str]:
         with self._sessions() as session:
             return list(
@@ -231,6 +245,13 @@ class SqlOutbox:
             session.execute(
                 update(DeliveryRow).where(DeliveryRow.idempotency_key == key).values(**values)
             )
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    # SQLite returns naive datetimes; everything stored here is UTC.
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 class DeliveryFailed(Exception):

@@ -41,6 +41,13 @@ def register(
 
         await loop.run(stream, handle)
 
+    @app.timer(5.0, name="count_the_outbox")
+    async def count_the_outbox() -> None:
+        try:
+            await dispatcher.refresh_gauges()
+        except Exception:
+            app.log.exception("counting the outbox failed")
+
     @app.timer(RETRY_INTERVAL_SECONDS, name="send_due_deliveries")
     async def send_due_deliveries() -> None:
         try:

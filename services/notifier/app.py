@@ -16,13 +16,14 @@ def create_app(settings: Settings) -> faust.App:
     app = make_app("notifier", settings)
     registry = CollectorRegistry()
     invitations = topic(app, topics.INVITATIONS, settings)
+    dlq = dlq_topic(app, settings)
     agents.register(
         app,
         classified=topic(app, topics.RESPONSES_CLASSIFIED, settings),
         invitations=invitations,
         preferences=topic(app, topics.CONTACT_PREFERENCES, settings),
-        dispatcher=bootstrap.dispatcher(settings, registry, invitations),
-        loop=EventLoop("notifier", dlq_topic(app, settings), StreamMetrics.create(registry)),
+        dispatcher=bootstrap.dispatcher(settings, registry, invitations, dlq),
+        loop=EventLoop("notifier", dlq, StreamMetrics.create(registry)),
     )
     add_health_routes(app, "notifier", registry, ready=lambda: consumer_ready(app))
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from datetime import UTC, datetime
 
 import faust
@@ -18,11 +20,13 @@ from services.notifier.adapters import (
 from services.notifier.dispatch import DeliveryMetrics, Dispatcher, LinkMaker, SentHook
 from services.notifier.domain import Channel, DeliveryKind, LoopConfig
 from shared.db import make_engine, migrate, session_factory
-from shared.events import Contact, Invitation, InvitationStatus, encode
+from shared.events import Contact, DeadLetter, Invitation, InvitationStatus, encode
 from shared.ids import derived_id
 from shared.links import SurveyLinks, survey_links
 from shared.settings import Settings
 from shared.signing import TokenSigner
+
+DEAD_DELIVERY = uuid.UUID("d2f6a1c0-3b4e-4e1f-8c7d-9a0b1c2d3e4f")
 
 
 def loop_config(settings: Settings) -> LoopConfig:
@@ -95,8 +99,34 @@ def sent_publisher(invitations: faust.TopicT) -> SentHook:
     return publish
 
 
+def dead_letter_publisher(dlq: faust.TopicT) -> SentHook:
+    """A delivery given up on becomes a dead letter, with the reason and what it would send."""
+
+    async def publish(entry: OutboxEntry, reason: str) -> None:
+        now = datetime.now(UTC)
+        letter = DeadLetter(
+            event_id=derived_id(DEAD_DELIVERY, entry.idempotency_key),
+            occurred_at=now,
+            service="notifier",
+            topic="notifier.outbox",
+            partition=-1,
+            offset=entry.attempts,
+            key=entry.idempotency_key.encode(),
+            value=json.dumps(entry.payload).encode(),
+            error_type="DeliveryDead",
+            error=reason[:4000],
+            failed_at=now,
+        )
+        await dlq.send(key=b"notifier", value=encode(letter))
+
+    return publish
+
+
 def dispatcher(
-    settings: Settings, registry: CollectorRegistry, invitations: faust.TopicT
+    settings: Settings,
+    registry: CollectorRegistry,
+    invitations: faust.TopicT,
+    dlq: faust.TopicT,
 ) -> Dispatcher:
     url = settings.database_url_of("notifier")
     if settings.migrate_on_start:
@@ -110,4 +140,6 @@ def dispatcher(
         retry_max_seconds=settings.delivery_retry_max_seconds,
         links=link_maker(settings),
         on_sent=sent_publisher(invitations),
+        on_dead=dead_letter_publisher(dlq),
+        max_attempts=settings.delivery_max_attempts,
     )

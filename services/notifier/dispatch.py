@@ -7,8 +7,9 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from random import Random
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.notifier.adapters import DeliveryFailed, Outbox, OutboxEntry, Sender
 from services.notifier.domain import (
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DeliveryMetrics:
     deliveries: Counter
+    latency: Histogram
+    pending: Gauge
+    dead: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> DeliveryMetrics:
@@ -45,7 +49,25 @@ class DeliveryMetrics:
             for kind in DeliveryKind:
                 for outcome in ("sent", "retry", "failed", "duplicate", "cancelled", "suppressed"):
                     deliveries.labels(channel.value, kind.value, outcome)
-        return cls(deliveries)
+        latency = Histogram(
+            "npsloop_delivery_latency_seconds",
+            "From the response's submission (or an invitation's send time) to the provider "
+            "accepting the message.",
+            ["channel"],
+            buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600),
+            registry=registry,
+        )
+        for channel in Channel:
+            latency.labels(channel.value)
+        pending = Gauge(
+            "npsloop_outbox_pending", "Deliveries waiting to be sent or retried.", registry=registry
+        )
+        dead = Gauge(
+            "npsloop_outbox_dead",
+            "Deliveries given up on (refused, or out of attempts): each is in the dlq.",
+            registry=registry,
+        )
+        return cls(deliveries, latency, pending, dead)
 
 
 class Dispatcher:
@@ -63,7 +85,13 @@ class Dispatcher:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         links: LinkMaker | None = None,
         on_sent: SentHook | None = None,
+        on_dead: SentHook | None = None,
+        max_attempts: int = 12,
+        random: Random | None = None,
     ) -> None:
+        self.on_dead = on_dead
+        self.max_attempts = max_attempts
+        self.random = random or Random()
         self.outbox = outbox
         self.links = links
         self.on_sent = on_sent
@@ -143,36 +171,50 @@ class Dispatcher:
         if entry is None:
             return
         sender = self.senders[entry.channel]
-        labels = (entry.channel.value, entry.kind)
         try:
             async with asyncio.timeout(self.attempt_timeout * 2):
                 provider_ref = await sender.send(entry)
         except DeliveryFailed as exc:
-            if exc.permanent:
-                log.error("delivery %s failed for good: %s", entry.kind, exc)
-                await asyncio.to_thread(self.outbox.mark_failed, key, str(exc))
-                self.metrics.deliveries.labels(*labels, "failed").inc()
-                return
-            await self._retry_later(key, str(exc), entry.attempts, exc.retry_after)
-            self.metrics.deliveries.labels(*labels, "retry").inc()
+            await self._failed(entry, str(exc), exc.permanent, exc.retry_after)
             return
         except TimeoutError:
-            await self._retry_later(
-                key, "the provider did not answer in time", entry.attempts, None
-            )
-            self.metrics.deliveries.labels(*labels, "retry").inc()
+            await self._failed(entry, "the provider did not answer in time", False, None)
             return
-        await asyncio.to_thread(self.outbox.mark_sent, key, provider_ref, self.clock())
-        self.metrics.deliveries.labels(*labels, "sent").inc()
+        sent_at = self.clock()
+        await asyncio.to_thread(self.outbox.mark_sent, key, provider_ref, sent_at)
+        self.metrics.deliveries.labels(entry.channel.value, entry.kind, "sent").inc()
+        if entry.origin_at is not None:
+            latency = (sent_at - entry.origin_at).total_seconds()
+            self.metrics.latency.labels(entry.channel.value).observe(max(latency, 0.0))
         if self.on_sent is not None:
             await self.on_sent(entry, provider_ref)
 
-    async def _retry_later(
-        self, key: str, error: str, attempts: int, retry_after: float | None
+    async def _failed(
+        self, entry: OutboxEntry, error: str, permanent: bool, retry_after: float | None
     ) -> None:
-        backoff = min(2.0 ** max(attempts - 1, 0), self.retry_max)
-        wait = max(backoff, retry_after or 0.0)
+        """A permanent refusal, or the last attempt, makes the delivery dead (and a dead
+        letter with its reason); anything else is tried again later."""
+        key = entry.idempotency_key
+        labels = (entry.channel.value, entry.kind)
+        if permanent or entry.attempts >= self.max_attempts:
+            reason = error if permanent else f"gave up after {entry.attempts} attempts: {error}"
+            log.error("delivery %s is dead: %s", entry.kind, reason)
+            await asyncio.to_thread(self.outbox.mark_failed, key, reason)
+            self.metrics.deliveries.labels(*labels, "failed").inc()
+            if self.on_dead is not None:
+                await self.on_dead(entry, reason)
+            return
+        # Exponential backoff with jitter, so retries of a burst do not stampede together;
+        # a Retry-After from the provider is a floor.
+        backoff = min(2.0 ** max(entry.attempts - 1, 0), self.retry_max)
+        wait = max(self.random.uniform(backoff / 2, backoff), retry_after or 0.0)
         log.warning("delivery will be retried in %.1fs: %s", wait, error)
         await asyncio.to_thread(
             self.outbox.mark_retry, key, error, self.clock() + timedelta(seconds=wait)
         )
+        self.metrics.deliveries.labels(*labels, "retry").inc()
+
+    async def refresh_gauges(self) -> None:
+        counts = await asyncio.to_thread(self.outbox.counts)
+        self.metrics.pending.set(counts.get("pending", 0))
+        self.metrics.dead.set(counts.get("failed", 0))

@@ -55,6 +55,7 @@ class Delivery:
     payload: dict[str, Any]
     customer_id: str | None = None
     send_at: datetime | None = None
+    origin_at: datetime | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -82,6 +83,7 @@ def plan(classified: ClassifiedResponse, config: LoopConfig) -> list[Delivery]:
                 recipient=config.slack_channel,
                 subject_id=response.response_id,
                 payload=messages.slack_alert(classified, config.slack_channel),
+                origin_at=response.occurred_at,
             )
         ]
     if response.contact.email and config.review_links:
@@ -95,6 +97,7 @@ def plan(classified: ClassifiedResponse, config: LoopConfig) -> list[Delivery]:
                     classified, config.company_name, config.review_links
                 ),
                 customer_id=response.customer_id,
+                origin_at=response.occurred_at,
             )
         ]
     return []
@@ -132,4 +135,5 @@ def plan_invitation(
         },
         customer_id=invitation.customer_id,
         send_at=invitation.send_at,
+        origin_at=invitation.send_at,
     )

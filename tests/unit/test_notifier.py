@@ -381,9 +381,42 @@ def test_transient_failures_without_retry_after_back_off_exponentially_up_to_the
             waited += 0.5
             assert waited < 60, "the retry never came due"
         waits.append(waited)
-    assert waits == [1.0, 2.0, 3.0, 3.0]
+    # Each wait is jittered between half the backoff and the backoff (1, 2, then the cap 3),
+    # measured here in half-second steps.
+    for waited, backoff in zip(waits, [1.0, 2.0, 3.0, 3.0], strict=True):
+        assert backoff / 2 <= waited <= backoff + 0.5
     assert loop.count("retry") == 4.0
     assert loop.count("sent") == 1.0
+
+
+def test_retries_of_a_burst_are_spread_by_jitter() -> None:
+    loop = Loop(slack=FakeSender(*[DeliveryFailed("503") for _ in range(20)]), retry_max_seconds=60)
+    for number in range(20):
+        loop.handle(a_classified_response(2, response_id=f"burst-{number}"))
+    due = sorted(row.next_attempt_at for row in loop.outbox.rows.values())
+    assert len(set(due)) > 10, "twenty retries should not all come due at the same moment"
+
+
+def test_a_delivery_out_of_attempts_is_dead_and_becomes_a_dead_letter_with_its_reason() -> None:
+    dead: list[tuple[str, str]] = []
+
+    async def record(entry: OutboxEntry, reason: str) -> None:
+        dead.append((entry.idempotency_key, reason))
+
+    loop = Loop(
+        slack=FakeSender(*[DeliveryFailed("Slack answered 500") for _ in range(3)]),
+        max_attempts=3,
+        on_dead=record,
+    )
+    classified = a_classified_response(2)
+    loop.handle(classified)
+    for _ in range(200):
+        loop.clock.advance(1)
+        loop.retry_due()
+    [delivery] = plan(classified, CONFIG)
+    assert loop.outbox.rows[delivery.idempotency_key].status == "failed"
+    assert dead == [(delivery.idempotency_key, "gave up after 3 attempts: Slack answered 500")]
+    assert loop.count("failed") == 1.0 and loop.slack.sent == []
 
 
 def test_a_permanent_failure_is_marked_failed_and_never_retried() -> None:

@@ -1,4 +1,4 @@
-"""Notifier: follow-up cases, and where each alert was posted (to update it in place).
+"""Notifier: follow-up cases, where each alert was posted, and when deliveries originated.
 
 Revision ID: 0004
 Revises: 0003
@@ -19,6 +19,9 @@ WHEN = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("notifier_deliveries") as batch:
+        # When what the delivery is about happened (a response submitted), for its latency.
+        batch.add_column(sa.Column("origin_at", WHEN, nullable=True))
     op.create_table(
         "notifier_cases",
         sa.Column("case_id", sa.String(36), primary_key=True),
@@ -53,3 +56,5 @@ def downgrade() -> None:
     op.drop_table("notifier_alerts")
     op.drop_index("ix_notifier_cases_due", "notifier_cases")
     op.drop_table("notifier_cases")
+    with op.batch_alter_table("notifier_deliveries") as batch:
+        batch.drop_column("origin_at")
