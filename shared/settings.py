@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     slack_channel: str = Field(
         "#customer-feedback", description="Channel that detractor and passive alerts go to."
     )
+    digest_channel: str = Field(
+        "#customer-feedback", description="Channel that the weekly results digest is posted to."
+    )
     sendgrid_api_url: str = Field(
         "https://api.sendgrid.com",
         description="Base URL of the SendGrid API (a fake one in tests).",

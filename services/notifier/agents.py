@@ -5,7 +5,7 @@ from __future__ import annotations
 import faust
 
 from services.notifier.dispatch import Dispatcher
-from shared.events import ClassifiedResponse, ContactPreference, Invitation, decode
+from shared.events import ClassifiedResponse, ContactPreference, Digest, Invitation, decode
 from shared.streams import EventLoop
 
 RETRY_INTERVAL_SECONDS = 1.0
@@ -17,6 +17,7 @@ def register(
     classified: faust.TopicT,
     invitations: faust.TopicT,
     preferences: faust.TopicT,
+    digests: faust.TopicT,
     dispatcher: Dispatcher,
     loop: EventLoop,
 ) -> None:
@@ -38,6 +39,13 @@ def register(
     async def honour_preferences(stream: faust.StreamT[bytes]) -> None:
         async def handle(key: bytes | None, value: bytes | None) -> None:
             await dispatcher.handle_preference(decode(ContactPreference, value))
+
+        await loop.run(stream, handle)
+
+    @app.agent(digests, name="share_digests")
+    async def share_digests(stream: faust.StreamT[bytes]) -> None:
+        async def handle(key: bytes | None, value: bytes | None) -> None:
+            await dispatcher.handle_digest(decode(Digest, value))
 
         await loop.run(stream, handle)
 

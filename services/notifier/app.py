@@ -22,6 +22,7 @@ def create_app(settings: Settings) -> faust.App:
         classified=topic(app, topics.RESPONSES_CLASSIFIED, settings),
         invitations=invitations,
         preferences=topic(app, topics.CONTACT_PREFERENCES, settings),
+        digests=topic(app, topics.DIGESTS, settings),
         dispatcher=bootstrap.dispatcher(settings, registry, invitations, dlq),
         loop=EventLoop("notifier", dlq, StreamMetrics.create(registry)),
     )

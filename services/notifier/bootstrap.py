@@ -42,6 +42,7 @@ def loop_config(settings: Settings) -> LoopConfig:
         slack_channel=settings.slack_channel,
         company_name=settings.company_name,
         review_links=links,
+        digest_channel=settings.digest_channel,
     )
 
 

@@ -18,9 +18,16 @@ from services.notifier.domain import (
     DeliveryKind,
     LoopConfig,
     plan,
+    plan_digest,
     plan_invitation,
 )
-from shared.events import ClassifiedResponse, ContactPreference, Invitation, InvitationStatus
+from shared.events import (
+    ClassifiedResponse,
+    ContactPreference,
+    Digest,
+    Invitation,
+    InvitationStatus,
+)
 from shared.links import SurveyLinks
 
 SentHook = Callable[[OutboxEntry, str], Awaitable[None]]
@@ -117,6 +124,9 @@ class Dispatcher:
         delivery = plan_invitation(invitation, self.config, self.links(invitation))
         if delivery is not None:
             await self._deliver(delivery)
+
+    async def handle_digest(self, digest: Digest) -> None:
+        await self._deliver(plan_digest(digest, self.config.digest_channel))
 
     async def handle_preference(self, preference: ContactPreference) -> None:
         if preference.action == "resubscribed":

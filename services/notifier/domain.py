@@ -15,7 +15,7 @@ from typing import Any
 
 from services.notifier import messages
 from services.notifier.invitation_email import invitation_email
-from shared.events import ClassifiedResponse, Invitation, InvitationStatus, SurveyKind
+from shared.events import ClassifiedResponse, Digest, Invitation, InvitationStatus, SurveyKind
 from shared.links import SurveyLinks
 from shared.nps import Category
 
@@ -29,6 +29,7 @@ class DeliveryKind(StrEnum):
     ALERT = "alert"
     REVIEW_REQUEST = "review_request"
     INVITATION = "invitation"
+    DIGEST = "digest"
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class LoopConfig:
     slack_channel: str
     company_name: str
     review_links: dict[str, str] = field(default_factory=dict)
+    digest_channel: str = "#customer-feedback"
 
 
 @dataclass(frozen=True)
@@ -136,4 +138,16 @@ def plan_invitation(
         customer_id=invitation.customer_id,
         send_at=invitation.send_at,
         origin_at=invitation.send_at,
+    )
+
+
+def plan_digest(digest: Digest, channel: str) -> Delivery:
+    """The weekly results, shared with everyone in the digest channel, once."""
+    return Delivery(
+        kind=DeliveryKind.DIGEST,
+        channel=Channel.SLACK,
+        recipient=channel,
+        subject_id=str(digest.event_id),
+        payload=messages.digest_message(digest, channel),
+        origin_at=digest.occurred_at,
     )

@@ -12,7 +12,7 @@ from typing import Any
 from slack_sdk.models.blocks import ContextBlock, HeaderBlock, SectionBlock
 from slack_sdk.models.blocks.basic_components import MarkdownTextObject, PlainTextObject
 
-from shared.events import ClassifiedResponse
+from shared.events import ClassifiedResponse, Digest
 from shared.nps import Category
 
 _HEADLINE = {
@@ -122,4 +122,23 @@ def review_request(
         "subject": f"Thank you! Would you recommend {company_name} to others?",
         "text": text,
         "html": body_html,
+    }
+
+
+def digest_message(digest: Digest, channel: str) -> dict[str, Any]:
+    """chat.postMessage arguments for a results digest, split into sections Slack accepts."""
+    text = slack_escape(digest.text)
+    chunks = [text[i : i + SECTION_LIMIT] for i in range(0, len(text), SECTION_LIMIT)] or [""]
+    period = f"{digest.period_start:%Y-%m-%d} to {digest.period_end:%Y-%m-%d}"
+    blocks = [
+        HeaderBlock(text=PlainTextObject(text=digest.title[:150])),
+        ContextBlock(elements=[MarkdownTextObject(text=period)]),
+        *(SectionBlock(text=MarkdownTextObject(text=chunk)) for chunk in chunks[:40]),
+    ]
+    return {
+        "channel": channel,
+        "text": slack_escape(f"{digest.title} ({period})"),
+        "blocks": [block.to_dict() for block in blocks],
+        "unfurl_links": False,
+        "unfurl_media": False,
     }

@@ -256,3 +256,33 @@ def test_ingest_serves_its_openapi_document(running: Running) -> None:
     document = json.loads(text)
     assert document["openapi"].startswith("3.")
     assert {"/v1/responses", "/v1/purchases"} <= set(document["paths"])
+
+
+def test_a_digest_on_the_topic_is_posted_to_slack_once(running: Running) -> None:
+    from datetime import UTC, datetime
+
+    from shared.events import Digest, encode
+
+    title = f"Week 48 digest {uuid.uuid4().hex[:6]}"
+    digest = Digest(
+        event_id=uuid.uuid4(),
+        occurred_at=datetime.now(UTC),
+        period_start=datetime(2026, 11, 23, tzinfo=UTC),
+        period_end=datetime(2026, 11, 30, tzinfo=UTC),
+        title=title,
+        text="NPS 30d: +23 ± 8 (n=412)",
+    )
+    name = running.stack.topic(topics.DIGESTS.name)
+    produce(running.stack.bootstrap, name, None, encode(digest))
+    produce(running.stack.bootstrap, name, None, encode(digest))
+
+    def posted() -> int:
+        return sum(
+            title in json.dumps(a.body) for a in running.slack.received("/api/chat.postMessage")
+        )
+
+    deadline = time.monotonic() + 60
+    while posted() == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(SETTLE_SECONDS)
+    assert posted() == 1

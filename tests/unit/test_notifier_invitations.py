@@ -3,11 +3,19 @@ someone who said no."""
 
 from __future__ import annotations
 
+import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from services.notifier.adapters import OutboxEntry
-from shared.events import Contact, ContactPreference, Invitation, InvitationStatus, Segment
+from shared.events import (
+    Contact,
+    ContactPreference,
+    Digest,
+    Invitation,
+    InvitationStatus,
+    Segment,
+)
 from shared.links import SurveyLinks, survey_links
 from shared.signing import TokenSigner
 from tests.unit.builders import a_classified_response, run
@@ -151,3 +159,34 @@ def test_a_suppressed_invitation_or_one_without_email_sends_nothing() -> None:
     run(loop.dispatcher.handle_invitation(suppressed))
     run(loop.dispatcher.handle_invitation(an_invitation(send_at=loop.clock(), email=None)))
     assert loop.email.sent == []
+
+
+def a_digest(text: str = "NPS 30d: +23 ± 8 (n=412)") -> Digest:
+    return Digest(
+        event_id=uuid.uuid4(),
+        occurred_at=datetime(2026, 11, 30, 8, 0, tzinfo=UTC),
+        period_start=datetime(2026, 11, 23, tzinfo=UTC),
+        period_end=datetime(2026, 11, 30, tzinfo=UTC),
+        title="Week 48: NPS +23",
+        text=text,
+    )
+
+
+def test_a_digest_is_posted_once_to_the_digest_channel_however_often_it_arrives() -> None:
+    loop, _ = a_loop()
+    digest = a_digest()
+    run(loop.dispatcher.handle_digest(digest))
+    run(loop.dispatcher.handle_digest(digest))
+    [entry] = loop.slack.sent
+    assert entry.recipient == "#customer-feedback"
+    assert "Week 48: NPS +23" in json.dumps(entry.payload)
+    assert loop.count("duplicate", kind="digest") == 1.0
+
+
+def test_a_long_digest_is_split_into_sections_slack_accepts() -> None:
+    loop, _ = a_loop()
+    run(loop.dispatcher.handle_digest(a_digest("<!channel> " + "x" * 9_000)))
+    [entry] = loop.slack.sent
+    sections = [b["text"]["text"] for b in entry.payload["blocks"] if b["type"] == "section"]
+    assert len(sections) == 4 and all(len(text) <= 3000 for text in sections)
+    assert "<!channel>" not in json.dumps(entry.payload)
