@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import DateTime, Dialect, Engine, TypeDecorator, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -26,6 +27,28 @@ _MIGRATION_LOCK_ID = 0x6E70736C
 
 class Base(DeclarativeBase):
     """Base of every table; each service declares and writes only its own tables."""
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A moment, stored in UTC and always read back aware, on SQLite as on PostgreSQL.
+
+    SQLite keeps no offset: without this a +02:00 time would read back two hours off.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"a naive datetime cannot be stored: {value!r}")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def make_engine(url: str) -> Engine:

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Gauge
-from sqlalchemy import DateTime, Integer, String, func, select
+from sqlalchemy import Integer, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from services.aggregator.domain import WINDOWS, Figures, Window
-from shared.db import Base, upsert
+from shared.db import Base, UtcDateTime, upsert
 from shared.events import ClassifiedResponse, SurveyKind
 from shared.nps import Category, Counts
 
@@ -23,9 +23,9 @@ class ResponseRow(Base):
     survey_kind: Mapped[str] = mapped_column(String(10))
     score: Mapped[int] = mapped_column(Integer)
     category: Mapped[str] = mapped_column(String(10))
-    responded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    responded_at: Mapped[datetime] = mapped_column(UtcDateTime)
     event_id: Mapped[str] = mapped_column(String(36))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class ReadModel(Protocol):

@@ -19,7 +19,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
-    DateTime,
     Integer,
     LargeBinary,
     String,
@@ -31,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from services.ingest import planning
-from shared.db import Base, insert_ignore
+from shared.db import Base, UtcDateTime, insert_ignore
 from shared.events import (
     Contact,
     ContactPreference,
@@ -46,7 +45,7 @@ from shared.ids import derived_id, event_id
 from shared.topics import INVITATIONS, TopicSpec
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")
-When = DateTime(timezone=True)
+When = UtcDateTime
 
 
 class JournalRow(Base):
@@ -155,13 +154,6 @@ def email_hash(email: str) -> str:
 
 def invitation_id_for(order_id: str) -> str:
     return str(event_id("invitation", order_id))
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything stored here is UTC.
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 class IngestStore:
@@ -318,8 +310,8 @@ class IngestStore:
         elif purchase.contact.email:
             customer.email_hash = email_hash(purchase.contact.email)
         state = planning.CustomerState(
-            last_invited_at=_aware(customer.last_invited_at),
-            last_responded_at=_aware(customer.last_responded_at),
+            last_invited_at=customer.last_invited_at,
+            last_responded_at=customer.last_responded_at,
             unsubscribed=customer.unsubscribed_at is not None,
             erased=customer.erased_at is not None,
         )
@@ -376,7 +368,7 @@ class IngestStore:
             )
             self._record(session, invitation)
             return invitation
-        send_at = _aware(row.send_at)
+        send_at = row.send_at
         if row.status != InvitationStatus.SCHEDULED.value or send_at is None or send_at <= now:
             return None
         return self._cancel(
@@ -390,7 +382,7 @@ class IngestStore:
         row.reason = reason
         row.updated_at = now
         customer = session.get(CustomerRow, row.customer_id)
-        if customer is not None and _aware(customer.last_invited_at) == _aware(row.send_at):
+        if customer is not None and customer.last_invited_at == row.send_at:
             # The customer was never asked: the fatigue window starts from the invitation before.
             customer.last_invited_at = row.previous_invited_at
             customer.updated_at = now
@@ -401,7 +393,7 @@ class IngestStore:
             customer_id=row.customer_id,
             status=InvitationStatus.CANCELLED,
             reason=reason,
-            send_at=_aware(row.send_at),
+            send_at=row.send_at,
             order_id=row.order_id,
         )
         self._record(session, invitation)
@@ -461,7 +453,7 @@ class IngestStore:
     def record_response(self, customer_id: str, responded_at: datetime, now: datetime) -> None:
         with self._sessions.begin() as session:
             customer = self._customer(session, customer_id, now)
-            last = _aware(customer.last_responded_at)
+            last = customer.last_responded_at
             if last is None or responded_at > last:
                 customer.last_responded_at = responded_at.astimezone(UTC)
                 customer.updated_at = now
@@ -495,7 +487,7 @@ class IngestStore:
                     now,
                 )
                 for row in scheduled
-                if (_aware(row.send_at) or now) > now
+                if (row.send_at or now) > now
             ]
 
     def _erase_personal_data(self, session: Session, customer_id: str) -> None:
@@ -527,12 +519,12 @@ class IngestStore:
             ).scalars()
             return [
                 DecisionRecord(
-                    decided_at=_aware(row.decided_at) or row.decided_at,
+                    decided_at=row.decided_at,
                     invitation_id=row.invitation_id,
                     order_id=row.order_id,
                     status=row.status,
                     reason=row.reason,
-                    send_at=_aware(row.send_at),
+                    send_at=row.send_at,
                 )
                 for row in rows
             ]

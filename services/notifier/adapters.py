@@ -18,11 +18,11 @@ from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Email, Header, Mail, To
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import JSON, DateTime, Integer, String, delete, func, select, update
+from sqlalchemy import JSON, Integer, String, delete, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from services.notifier.domain import Channel, Delivery
-from shared.db import Base, insert_ignore
+from shared.db import Base, UtcDateTime, insert_ignore
 
 PENDING, SENT, FAILED, CANCELLED = "pending", "sent", "failed", "cancelled"
 
@@ -41,12 +41,12 @@ class DeliveryRow(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(20))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     provider_ref: Mapped[str | None] = mapped_column(String(200))
     last_error: Mapped[str | None] = mapped_column(String(2000))
-    origin_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    origin_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class SuppressionRow(Base):
@@ -54,7 +54,7 @@ class SuppressionRow(Base):
 
     customer_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     reason: Mapped[str] = mapped_column(String(40))
-    since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    since: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ class SqlOutbox:
                 recipient=row.recipient,
                 payload=dict(row.payload),
                 attempts=row.attempts,
-                origin_at=_utc(row.origin_at),
+                origin_at=row.origin_at,
             )
 
     def mark_sent(self, key: str, provider_ref: str, now: datetime) -> None:
@@ -245,13 +245,6 @@ class SqlOutbox:
             session.execute(
                 update(DeliveryRow).where(DeliveryRow.idempotency_key == key).values(**values)
             )
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    # SQLite returns naive datetimes; everything stored here is UTC.
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 class DeliveryFailed(Exception):

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, String, select, update
+from sqlalchemy import JSON, String, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from services.notifier.cases import Case, CaseState
-from shared.db import Base, insert_ignore, upsert
+from shared.db import Base, UtcDateTime, insert_ignore, upsert
 
-When = DateTime(timezone=True)
+When = UtcDateTime
 
 
 class CaseRow(Base):
@@ -66,29 +66,22 @@ _CASE_FIELDS = (
 )
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    # SQLite returns naive datetimes; everything stored here is UTC.
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
 def _case(row: CaseRow) -> Case:
     return Case(
         case_id=row.case_id,
         response_id=row.response_id,
         customer_id=row.customer_id,
         state=CaseState(row.state),
-        opened_at=_utc(row.opened_at) or row.opened_at,
-        sla_due_at=_utc(row.sla_due_at) or row.sla_due_at,
+        opened_at=row.opened_at,
+        sla_due_at=row.sla_due_at,
         question=row.question,
         claimed_by=row.claimed_by,
-        claimed_at=_utc(row.claimed_at),
+        claimed_at=row.claimed_at,
         contacted_by=row.contacted_by,
-        contacted_at=_utc(row.contacted_at),
+        contacted_at=row.contacted_at,
         resolved_by=row.resolved_by,
-        resolved_at=_utc(row.resolved_at),
-        escalated_at=_utc(row.escalated_at),
+        resolved_at=row.resolved_at,
+        escalated_at=row.escalated_at,
     )
 
 
