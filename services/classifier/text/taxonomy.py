@@ -27,11 +27,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from services.classifier.text.language import SUPPORTED_LANGUAGES, LanguageCode
 from services.classifier.text.tokens import WORD, normalise
+from shared.yamlfile import YamlFileError, YamlPath, read_yaml
 
 DEFAULT_TAXONOMY = "taxonomy.yaml"
 
@@ -40,7 +40,6 @@ _KEYWORD_WORD = re.compile(WORD)
 _MIN_STEM = 2
 
 # Where a value sits in the YAML document: keys and list indices from the root.
-_YamlPath = tuple[str | int, ...]
 
 
 class TaxonomyError(ValueError):
@@ -87,24 +86,16 @@ def default_taxonomy() -> Taxonomy:
 
 def parse_taxonomy(text: str, source: str = "<taxonomy>") -> Taxonomy:
     """Validate a taxonomy given as YAML text; ``source`` names it in error messages."""
-    loader = _Loader(text)
     try:
-        node = loader.get_single_node()
-        raw = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as exc:
-        raise TaxonomyError(_describe_yaml_error(exc, source)) from None
-    finally:
-        loader.dispose()
+        document = read_yaml(text, source)
+    except YamlFileError as exc:
+        raise TaxonomyError(_join([message for _, message in exc.problems])) from None
+    raw = document.data
     if not isinstance(raw, dict):
         raise TaxonomyError(
             f"{source}: a taxonomy is a mapping with a 'themes' list (and optionally 'urgent')"
         )
-    lines = _lines_of(node) if node is not None else {}
-    # YAML keeps the last of two equal keys without a word; two "da:" lists in one theme
-    # would silently lose the first.
-    repeated = _repeated_keys(node, source) if node is not None else []
-    if repeated:
-        raise TaxonomyError(_join(repeated))
+    lines = document.lines
     try:
         spec = _TaxonomySpec.model_validate(raw)
     except ValidationError as exc:
@@ -231,7 +222,7 @@ def _compile(spec: _KeywordSetSpec) -> KeywordSet:
 def _duplicate_ids(
     entries: list[_KeywordSetSpec],
     section: str,
-    lines: Mapping[_YamlPath, int],
+    lines: Mapping[YamlPath, int],
     source: str,
 ) -> list[str]:
     seen: set[str] = set()
@@ -248,52 +239,8 @@ def _duplicate_ids(
 # --- error messages -----------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads a bare ``no`` as false; Norwegian's code must stay the string "no"."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
-def _lines_of(node: yaml.Node, path: _YamlPath = ()) -> dict[_YamlPath, int]:
-    lines = {path: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                lines.update(_lines_of(value, (*path, key.value)))
-                lines[(*path, key.value)] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            lines.update(_lines_of(item, (*path, index)))
-    return lines
-
-
-def _repeated_keys(node: yaml.Node, source: str) -> list[str]:
-    problems = []
-    if isinstance(node, yaml.MappingNode):
-        seen: set[object] = set()
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                if key.value in seen:
-                    problems.append(
-                        f"{source}:{key.start_mark.line + 1}: {key.value!r} appears twice here"
-                    )
-                seen.add(key.value)
-            problems.extend(_repeated_keys(value, source))
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            problems.extend(_repeated_keys(item, source))
-    return problems
-
-
 def _describe(
-    error: Any, raw: Mapping[str, Any], lines: Mapping[_YamlPath, int], source: str
+    error: Any, raw: Mapping[str, Any], lines: Mapping[YamlPath, int], source: str
 ) -> tuple[int | None, str]:
     location = tuple(part for part in error["loc"] if part != "[key]")
     message = str(error["msg"]).removeprefix("Value error, ")
@@ -308,14 +255,14 @@ def _describe(
     return line, f"{where}: {_context(location, raw)}{message}"
 
 
-def _nearest_line(location: _YamlPath, lines: Mapping[_YamlPath, int]) -> int | None:
+def _nearest_line(location: YamlPath, lines: Mapping[YamlPath, int]) -> int | None:
     for end in range(len(location), -1, -1):
         if location[:end] in lines:
             return lines[location[:end]]
     return None
 
 
-def _context(location: _YamlPath, raw: Mapping[str, Any]) -> str:
+def _context(location: YamlPath, raw: Mapping[str, Any]) -> str:
     if not location:
         return ""
     if location[0] not in ("themes", "urgent") or len(location) < 2:
@@ -335,14 +282,6 @@ def _context(location: _YamlPath, raw: Mapping[str, Any]) -> str:
 
 def _kind(section: str) -> str:
     return "theme" if section == "themes" else "urgent category"
-
-
-def _describe_yaml_error(exc: yaml.YAMLError, source: str) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    if mark is not None:
-        return f"{source}:{mark.line + 1}: not valid YAML: {problem}"
-    return f"{source}: not valid YAML: {problem}"
 
 
 def _join(problems: list[str]) -> str:
