@@ -162,6 +162,11 @@ class Settings(BaseSettings):
         '["recommendation", "google", "social_media", "ads", "local_paper", "store", "other"]; '
         "empty: the question is not asked.",
     )
+    rules_file: Path | None = Field(
+        None,
+        description="The routing rules (YAML) of the notifier; unset: the ones shipped with "
+        "npsloop. Checked at start, with the Slack channels they name.",
+    )
     taxonomy_file: Path | None = Field(
         None,
         description="The theme taxonomy (YAML) the classifier uses; unset: the one shipped "

@@ -1,22 +1,124 @@
-"""Fake Slack and SendGrid servers that the real slack-sdk and sendgrid clients talk HTTP to."""
+"""Fake Slack and SendGrid servers that the real slack-sdk and sendgrid clients talk HTTP to.
+
+Both record every request, including the ones they failed on purpose, and can be told to
+fail: ``server.fail_next(2, RateLimited(retry_after=2), path="chat.postMessage")`` or, for
+chaos tests, ``server.fail_randomly(0.2, [ServerError(), Hang(1.0)], seed=7)``.
+
+The fake Slack answers like the Web API does: it checks the bot token, knows its channels
+(``channel_not_found`` for others), refuses blocks over Slack's limits with
+``invalid_blocks``, and pages ``conversations.list`` with ``response_metadata.next_cursor``.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = [
+    "DEFAULT_SLACK_CHANNELS",
+    "SLACK_TEST_TOKEN",
+    "FailureMode",
+    "FakeServer",
+    "FakeSlack",
+    "Hang",
+    "RateLimited",
+    "Received",
+    "ServerError",
+    "fake_sendgrid",
+    "fake_slack",
+]
+
+Answer = tuple[int, dict[str, str], bytes]
+AnsweredWith = Literal["normal", "rate_limited", "server_error", "hang"]
+
+# The token the integration tests give the notifier (NPSLOOP_SLACK_BOT_TOKEN).
+SLACK_TEST_TOKEN = "xoxb-test-token"
+# cx-alerts: the channel the walking-skeleton test sends its alerts to.
+DEFAULT_SLACK_CHANNELS = ("customer-feedback", "kudos", "cx-escalations", "cx-alerts")
+
+
+@dataclass(frozen=True)
+class RateLimited:
+    """HTTP 429 with a Retry-After header, as both APIs answer when called too often."""
+
+    retry_after: int = 2
+
+
+@dataclass(frozen=True)
+class ServerError:
+    """An HTTP 5xx: the service is having a bad day."""
+
+    status: int = 500
+
+
+@dataclass(frozen=True)
+class Hang:
+    """Wait this long before answering (normally): long enough and the client times out."""
+
+    seconds: float
+
+
+FailureMode = RateLimited | ServerError | Hang
 
 
 @dataclass
 class Received:
+    """One request as the fake saw it, and how it was answered.
+
+    ``body`` is the JSON or form body, or for a GET the query parameters. ``status`` is
+    set once the answer is decided (0 before); ``error`` is the error code of an answer
+    that refused the request (Slack's ``invalid_blocks``, ``ratelimited``...).
+    """
+
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    method: str = "POST"
+    answered_with: AnsweredWith = "normal"
+    status: int = 0
+    error: str | None = None
+
+
+@dataclass
+class _Rule:
+    remaining: int
+    mode: FailureMode
+    path: str | None
+
+
+def _matches(path: str, wanted: str | None) -> bool:
+    # "chat.postMessage" matches "/api/chat.postMessage"; a full path matches itself.
+    return wanted is None or path == wanted or path.endswith("/" + wanted.lstrip("/"))
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Answer:
+    return (
+        status,
+        {"Content-Type": "application/json", **(headers or {})},
+        json.dumps(body).encode(),
+    )
+
+
+def _generic_failure(mode: FailureMode) -> Answer:
+    if isinstance(mode, RateLimited):
+        return _json(429, {"error": "rate limited"}, {"Retry-After": str(mode.retry_after)})
+    status = mode.status if isinstance(mode, ServerError) else 500
+    return _json(status, {"error": "server error"})
+
+
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 makes a burst of concurrent clients wait for a SYN retry
+    # (a second each), which looks like a slow service and is only a slow fake.
+    request_queue_size = 128
 
 
 @dataclass
@@ -24,40 +126,36 @@ class FakeServer:
     """An HTTP server in a thread that records every request it answers."""
 
     name: str
-    answer: Callable[[Received, int], tuple[int, dict[str, str], bytes]]
+    answer: Callable[[Received, int], Answer]
     requests: list[Received] = field(default_factory=list)
+    render_failure: Callable[[FailureMode], Answer] = _generic_failure
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Answers are computed one at a time, so an answer function may keep state unlocked.
+    _answer_lock: threading.Lock = field(default_factory=threading.Lock)
+    _rules: list[_Rule] = field(default_factory=list)
+    _chaos: tuple[float, tuple[FailureMode, ...], str | None] | None = None
+    _random: random.Random = field(default_factory=random.Random)
+    _stopping: threading.Event = field(default_factory=threading.Event)
     _server: ThreadingHTTPServer | None = None
 
     def start(self) -> FakeServer:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                fake._handle(self, "GET")
+
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
-                content_type = self.headers.get("Content-Type", "")
-                if "json" in content_type:
-                    body = json.loads(raw or b"{}")
-                else:
-                    body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
-                received = Received(self.path, dict(self.headers.items()), body)
-                with fake._lock:
-                    fake.requests.append(received)
-                    number = len(fake.requests)
-                status, headers, payload = fake.answer(received, number)
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                fake._handle(self, "POST")
 
             def log_message(self, *_args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = _Server(("127.0.0.1", 0), Handler)
+        # A short poll keeps stop() quick: shutdown() waits for the loop's next poll.
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         return self
 
     @property
@@ -66,13 +164,32 @@ class FakeServer:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def stop(self) -> None:
+        self._stopping.set()  # releases requests that hang
         if self._server:
             self._server.shutdown()
             self._server.server_close()
 
-    def received(self, path: str | None = None) -> list[Received]:
+    # --- what was received ---------------------------------------------------------------
+
+    def received(
+        self, path: str | None = None, *, answered_with: AnsweredWith | None = None
+    ) -> list[Received]:
+        """Requests so far, of one path if given, optionally only those answered one way."""
         with self._lock:
-            return [r for r in self.requests if path is None or r.path == path]
+            return [
+                r
+                for r in self.requests
+                if (path is None or r.path == path)
+                and (answered_with is None or r.answered_with == answered_with)
+            ]
+
+    def accepted(self, path: str | None = None) -> list[Received]:
+        """Requests the fake answered with success: what actually reached Slack or SendGrid."""
+        return [
+            r
+            for r in self.received(path)
+            if r.answered_with == "normal" and r.error is None and r.status < 300
+        ]
 
     def wait_for(
         self, count: int, path: str | None = None, timeout: float = 60.0
@@ -85,30 +202,369 @@ class FakeServer:
             time.sleep(0.1)
         return self.received(path)
 
+    # --- failures on command --------------------------------------------------------------
 
-def _slack_answer(received: Received, number: int) -> tuple[int, dict[str, str], bytes]:
-    if received.path.endswith("/chat.postMessage"):
-        body = {
-            "ok": True,
-            "channel": received.body.get("channel"),
-            "ts": f"1700000000.{number:06d}",
-        }
-    else:
-        body = {"ok": False, "error": "unknown_method"}
-    return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
+    def fail_next(self, n: int, mode: FailureMode, path: str | None = None) -> None:
+        """Answer the next ``n`` requests (of ``path``, or any) with ``mode``.
+
+        ``path`` is a full path ("/api/chat.postMessage") or its last part
+        ("chat.postMessage"). Rules queue up: a request takes the first that matches.
+        """
+        if n < 1:
+            raise ValueError("n must be at least 1")
+        with self._lock:
+            self._rules.append(_Rule(n, mode, path))
+
+    def fail_randomly(
+        self,
+        rate: float,
+        modes: Sequence[FailureMode] = (ServerError(),),
+        seed: int | None = None,
+        path: str | None = None,
+    ) -> None:
+        """Fail a share ``rate`` of requests with a mode drawn from ``modes``; 0 stops it.
+
+        With a seed the draws repeat from run to run (given the same order of requests).
+        """
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate is a share from 0 to 1")
+        if rate > 0 and not modes:
+            raise ValueError("give at least one failure mode")
+        with self._lock:
+            self._random = random.Random(seed)
+            self._chaos = (rate, tuple(modes), path) if rate > 0 else None
+
+    def _failure_for(self, path: str) -> FailureMode | None:
+        # Called with the lock held.
+        for rule in self._rules:
+            if _matches(path, rule.path):
+                rule.remaining -= 1
+                if rule.remaining == 0:
+                    self._rules.remove(rule)
+                return rule.mode
+        if self._chaos is not None:
+            rate, modes, wanted = self._chaos
+            if _matches(path, wanted) and self._random.random() < rate:
+                return self._random.choice(modes)
+        return None
+
+    # --- answering ---------------------------------------------------------------------
+
+    def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        split = urlsplit(handler.path)
+        body: dict[str, Any] = {k: v[0] for k, v in parse_qs(split.query).items()}
+        if method == "POST":
+            length = int(handler.headers.get("Content-Length") or 0)
+            raw = handler.rfile.read(length)
+            if "json" in handler.headers.get("Content-Type", ""):
+                body.update(json.loads(raw or b"{}"))
+            else:
+                body.update({k: v[0] for k, v in parse_qs(raw.decode()).items()})
+        received = Received(split.path, dict(handler.headers.items()), body, method)
+        with self._lock:
+            self.requests.append(received)
+            number = len(self.requests)
+            failure = self._failure_for(received.path)
+            received.answered_with = _answered_with(failure)
+        if isinstance(failure, Hang):
+            self._stopping.wait(failure.seconds)
+        if failure is None or isinstance(failure, Hang):
+            with self._answer_lock:
+                status, headers, payload = self.answer(received, number)
+        else:
+            status, headers, payload = self.render_failure(failure)
+        with self._lock:
+            received.status = status
+            received.error = _error_of(payload)
+        try:
+            handler.send_response(status)
+            for name, value in headers.items():
+                handler.send_header(name, value)
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            handler.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up waiting (a Hang past its timeout): as intended
 
 
-def _sendgrid_answer(received: Received, number: int) -> tuple[int, dict[str, str], bytes]:
+def _error_of(payload: bytes) -> str | None:
+    try:
+        answer = json.loads(payload) if payload else None
+    except ValueError:
+        return None
+    if isinstance(answer, dict) and isinstance(answer.get("error"), str):
+        return str(answer["error"])
+    return None
+
+
+def _answered_with(failure: FailureMode | None) -> AnsweredWith:
+    if isinstance(failure, RateLimited):
+        return "rate_limited"
+    if isinstance(failure, ServerError):
+        return "server_error"
+    if isinstance(failure, Hang):
+        return "hang"
+    return "normal"
+
+
+# --- Slack ----------------------------------------------------------------------------------
+
+_SLACK_MAX_BLOCKS = 50
+_SLACK_SECTION_TEXT = 3000
+_SLACK_SECTION_FIELD = 2000
+_SLACK_SECTION_FIELDS = 10
+_SLACK_HEADER_TEXT = 150
+_SLACK_CONTEXT_ELEMENTS = 10
+_SLACK_ACTIONS_ELEMENTS = 25
+
+
+def _channel_id(name: str) -> str:
+    # Stable across runs, shaped like Slack's (C + upper-case letters and digits).
+    return "C" + hashlib.sha1(name.encode()).hexdigest()[:10].upper()
+
+
+def _block_errors(blocks: Any) -> list[str]:
+    """What Slack would say is wrong with these blocks, with its json-pointer style."""
+    if isinstance(blocks, str):
+        try:
+            blocks = json.loads(blocks)
+        except ValueError:
+            return ["[ERROR] blocks is not valid JSON"]
+    if not isinstance(blocks, list):
+        return ["[ERROR] must be an array [json-pointer:/blocks]"]
+    errors = []
+    if len(blocks) > _SLACK_MAX_BLOCKS:
+        errors.append(
+            f"[ERROR] no more than {_SLACK_MAX_BLOCKS} items allowed [json-pointer:/blocks]"
+        )
+    for number, block in enumerate(blocks):
+        where = f"/blocks/{number}"
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            errors.append(f"[ERROR] missing required field: type [json-pointer:{where}]")
+            continue
+        kind = block["type"]
+        text = block.get("text")
+        text_value = text.get("text") if isinstance(text, dict) else None
+        if kind == "header":
+            if not isinstance(text, dict) or text.get("type") != "plain_text":
+                errors.append(f"[ERROR] must be plain_text [json-pointer:{where}/text]")
+            elif not isinstance(text_value, str) or len(text_value) > _SLACK_HEADER_TEXT:
+                errors.append(
+                    f"[ERROR] must be less than {_SLACK_HEADER_TEXT + 1} characters "
+                    f"[json-pointer:{where}/text/text]"
+                )
+        elif kind == "section":
+            fields = block.get("fields")
+            if text is None and not fields:
+                errors.append(f"[ERROR] must provide text or fields [json-pointer:{where}]")
+            if text is not None and (
+                not isinstance(text_value, str)
+                or not text_value
+                or len(text_value) > _SLACK_SECTION_TEXT
+            ):
+                errors.append(
+                    f"[ERROR] must be 1 to {_SLACK_SECTION_TEXT} characters "
+                    f"[json-pointer:{where}/text/text]"
+                )
+            if fields is not None:
+                if not isinstance(fields, list) or len(fields) > _SLACK_SECTION_FIELDS:
+                    errors.append(
+                        f"[ERROR] no more than {_SLACK_SECTION_FIELDS} items allowed "
+                        f"[json-pointer:{where}/fields]"
+                    )
+                else:
+                    for index, item in enumerate(fields):
+                        value = item.get("text") if isinstance(item, dict) else None
+                        if not isinstance(value, str) or len(value) > _SLACK_SECTION_FIELD:
+                            errors.append(
+                                f"[ERROR] must be less than {_SLACK_SECTION_FIELD + 1} "
+                                f"characters [json-pointer:{where}/fields/{index}/text]"
+                            )
+        elif kind in ("context", "actions"):
+            limit = _SLACK_CONTEXT_ELEMENTS if kind == "context" else _SLACK_ACTIONS_ELEMENTS
+            elements = block.get("elements")
+            if not isinstance(elements, list) or not 1 <= len(elements) <= limit:
+                errors.append(
+                    f"[ERROR] must have 1 to {limit} items [json-pointer:{where}/elements]"
+                )
+    return errors
+
+
+class FakeSlack(FakeServer):
+    """The Slack Web API as far as npsloop uses it, strict where Slack is strict."""
+
+    def __init__(
+        self,
+        channels: Iterable[str] = DEFAULT_SLACK_CHANNELS,
+        token: str | None = SLACK_TEST_TOKEN,
+    ) -> None:
+        super().__init__("slack", self._answer, render_failure=_slack_failure)
+        names = [name.lstrip("#") for name in channels]
+        self.channels: dict[str, str] = {_channel_id(name): name for name in names}
+        # None accepts any bearer token: for tests that do not care which.
+        self.token = token
+        # ts -> the message as last posted or updated (channel id, text, blocks).
+        self.messages: dict[str, dict[str, Any]] = {}
+
+    def channel_id(self, name: str) -> str:
+        """The id the fake gives a channel of its list."""
+        return _channel_id(name.lstrip("#"))
+
+    def _find_channel(self, channel: object) -> str | None:
+        if not isinstance(channel, str) or not channel:
+            return None
+        if channel in self.channels:
+            return channel
+        wanted = channel.lstrip("#")
+        return next((cid for cid, name in self.channels.items() if name == wanted), None)
+
+    def _answer(self, received: Received, number: int) -> Answer:
+        method = received.path.rsplit("/", 1)[-1]
+        auth = received.headers.get("Authorization") or received.headers.get("authorization")
+        # Slack answers auth failures with HTTP 200 and ok: false, like every API error.
+        if not auth or not auth.startswith("Bearer ") or not auth.removeprefix("Bearer "):
+            return _json(200, {"ok": False, "error": "not_authed"})
+        if self.token is not None and auth.removeprefix("Bearer ") != self.token:
+            return _json(200, {"ok": False, "error": "invalid_auth"})
+        if method in ("chat.postMessage", "chat.update"):
+            return self._post_or_update(method, received.body, number)
+        if method == "conversations.list":
+            return self._conversations(received.body)
+        if method == "auth.test":
+            return _json(
+                200,
+                {
+                    "ok": True,
+                    "url": "https://npsloop-test.slack.com/",
+                    "team": "npsloop test",
+                    "user": "npsloop",
+                    "team_id": "T0NPSLOOP",
+                    "user_id": "U0NPSLOOP",
+                    "bot_id": "B0NPSLOOP",
+                },
+            )
+        return _json(200, {"ok": False, "error": "unknown_method"})
+
+    def _post_or_update(self, method: str, body: dict[str, Any], number: int) -> Answer:
+        channel = self._find_channel(body.get("channel"))
+        if channel is None:
+            return _json(200, {"ok": False, "error": "channel_not_found"})
+        blocks = body.get("blocks")
+        if blocks is not None:
+            errors = _block_errors(blocks)
+            if errors:
+                return _json(
+                    200,
+                    {
+                        "ok": False,
+                        "error": "invalid_blocks",
+                        "response_metadata": {"messages": errors},
+                    },
+                )
+            if isinstance(blocks, str):
+                blocks = json.loads(blocks)
+        elif not body.get("text"):
+            return _json(200, {"ok": False, "error": "no_text"})
+        if method == "chat.update":
+            ts = body.get("ts")
+            if not isinstance(ts, str) or ts not in self.messages:
+                return _json(200, {"ok": False, "error": "message_not_found"})
+            if self.messages[ts]["channel"] != channel:
+                return _json(200, {"ok": False, "error": "message_not_found"})
+        else:
+            ts = f"1700000000.{number:06d}"
+        message = {"channel": channel, "ts": ts, "text": body.get("text", ""), "blocks": blocks}
+        self.messages[ts] = message
+        return _json(
+            200,
+            {
+                "ok": True,
+                "channel": channel,
+                "ts": ts,
+                "text": message["text"],
+                "message": {"type": "message", "text": message["text"], "ts": ts},
+            },
+        )
+
+    def _conversations(self, body: dict[str, Any]) -> Answer:
+        try:
+            limit = int(body.get("limit") or 100)
+        except ValueError:
+            return _json(200, {"ok": False, "error": "invalid_limit"})
+        # Slack caps a page at 1000 and, like here, may return fewer than asked for.
+        limit = max(1, min(limit, 1000))
+        ids = sorted(self.channels)
+        start = 0
+        cursor = body.get("cursor")
+        if cursor:
+            try:
+                after = base64.b64decode(cursor, validate=True).decode().removeprefix("next:")
+                start = ids.index(after)
+            except ValueError:
+                return _json(200, {"ok": False, "error": "invalid_cursor"})
+        page = ids[start : start + limit]
+        rest = ids[start + limit :]
+        next_cursor = base64.b64encode(f"next:{rest[0]}".encode()).decode() if rest else ""
+        return _json(
+            200,
+            {
+                "ok": True,
+                "channels": [
+                    {
+                        "id": cid,
+                        "name": self.channels[cid],
+                        "name_normalized": self.channels[cid],
+                        "is_channel": True,
+                        "is_private": False,
+                        "is_archived": False,
+                        "is_member": True,
+                    }
+                    for cid in page
+                ],
+                "response_metadata": {"next_cursor": next_cursor},
+            },
+        )
+
+
+def _slack_failure(mode: FailureMode) -> Answer:
+    if isinstance(mode, RateLimited):
+        return _json(
+            429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(mode.retry_after)}
+        )
+    status = mode.status if isinstance(mode, ServerError) else 500
+    return _json(status, {"ok": False, "error": "fatal_error"})
+
+
+# --- SendGrid -------------------------------------------------------------------------------
+
+
+def _sendgrid_answer(received: Received, number: int) -> Answer:
     if received.path == "/v3/mail/send":
         return 202, {"X-Message-Id": f"fake-message-{number}"}, b""
     return 404, {"Content-Type": "application/json"}, b'{"errors":[{"message":"not found"}]}'
 
 
-def fake_slack() -> FakeServer:
-    """Answers the Web API like Slack does: chat.postMessage returns ok with a ts."""
-    return FakeServer("slack", _slack_answer).start()
+def _sendgrid_failure(mode: FailureMode) -> Answer:
+    if isinstance(mode, RateLimited):
+        return _json(
+            429,
+            {"errors": [{"field": None, "message": "too many requests"}]},
+            {"Retry-After": str(mode.retry_after)},
+        )
+    status = mode.status if isinstance(mode, ServerError) else 500
+    return _json(status, {"errors": [{"field": None, "message": "internal server error"}]})
+
+
+def fake_slack(
+    channels: Iterable[str] = DEFAULT_SLACK_CHANNELS, token: str | None = SLACK_TEST_TOKEN
+) -> FakeSlack:
+    """Answers the Web API like Slack does (chat.postMessage, chat.update,
+    conversations.list, auth.test), for these channels and this bot token."""
+    server = FakeSlack(channels, token)
+    server.start()
+    return server
 
 
 def fake_sendgrid() -> FakeServer:
     """Answers v3/mail/send like SendGrid does: 202 with an X-Message-Id."""
-    return FakeServer("sendgrid", _sendgrid_answer).start()
+    return FakeServer("sendgrid", _sendgrid_answer, render_failure=_sendgrid_failure).start()

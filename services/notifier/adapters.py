@@ -279,8 +279,19 @@ class SlackSender:
         )
 
     async def send(self, entry: OutboxEntry) -> str:
+        payload = dict(entry.payload)
+        fallback = payload.pop("fallback_channel", None)
         try:
-            response = await self._client.chat_postMessage(**entry.payload)
+            try:
+                response = await self._client.chat_postMessage(**payload)
+            except SlackApiError as exc:
+                # A routed channel (#store-aarhus-c) may not exist: the rule's fallback does.
+                if fallback and exc.response.get("error") == "channel_not_found":
+                    response = await self._client.chat_postMessage(
+                        **{**payload, "channel": fallback}
+                    )
+                else:
+                    raise
         except SlackApiError as exc:
             status = exc.response.status_code
             error = exc.response.get("error", "unknown_error") if exc.response.data else "no body"

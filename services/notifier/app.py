@@ -23,7 +23,9 @@ def create_app(settings: Settings) -> faust.App:
         invitations=invitations,
         preferences=topic(app, topics.CONTACT_PREFERENCES, settings),
         digests=topic(app, topics.DIGESTS, settings),
-        dispatcher=bootstrap.dispatcher(settings, registry, invitations, dlq),
+        dispatcher=bootstrap.dispatcher(
+            settings, registry, invitations, dlq, topic(app, topics.CASES, settings)
+        ),
         loop=EventLoop("notifier", dlq, StreamMetrics.create(registry)),
     )
     add_health_routes(app, "notifier", registry, ready=lambda: consumer_ready(app))

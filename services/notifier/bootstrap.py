@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 
 import faust
 from prometheus_client import CollectorRegistry
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from services.notifier.adapters import (
     LocalOutboxSender,
@@ -17,10 +19,12 @@ from services.notifier.adapters import (
     SlackSender,
     SqlOutbox,
 )
-from services.notifier.dispatch import DeliveryMetrics, Dispatcher, LinkMaker, SentHook
+from services.notifier.case_store import SqlCases
+from services.notifier.dispatch import CaseHook, DeliveryMetrics, Dispatcher, LinkMaker, SentHook
 from services.notifier.domain import Channel, DeliveryKind, LoopConfig
+from services.notifier.rules import RulesError, RuleSet, default_rules, load_rules
 from shared.db import make_engine, migrate, session_factory
-from shared.events import Contact, DeadLetter, Invitation, InvitationStatus, encode
+from shared.events import CaseEvent, Contact, DeadLetter, Invitation, InvitationStatus, encode
 from shared.ids import derived_id
 from shared.links import SurveyLinks, survey_links
 from shared.settings import Settings
@@ -123,17 +127,76 @@ def dead_letter_publisher(dlq: faust.TopicT) -> SentHook:
     return publish
 
 
+def rule_set(settings: Settings) -> RuleSet:
+    """The routing rules, checked at start: a broken file or a missing channel stops here."""
+    try:
+        rules = (
+            load_rules(settings.rules_file, default_channel=settings.slack_channel)
+            if settings.rules_file
+            else default_rules(settings.slack_channel)
+        )
+    except (RulesError, OSError) as exc:
+        raise SystemExit(f"npsloop: the routing rules cannot be used:\n{exc}") from exc
+    if settings.slack_bot_token:
+        missing = sorted(rules.channels() - slack_channels(settings))
+        if missing:
+            raise SystemExit(
+                f"npsloop: the routing rules name Slack channels that do not exist or the bot "
+                f"cannot see: {', '.join(missing)} (create them, invite the bot, or fix the rules)"
+            )
+    return rules
+
+
+def slack_channels(settings: Settings) -> set[str]:
+    """Every channel the bot can see, as #name and as id."""
+    assert settings.slack_bot_token is not None
+    client = WebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url
+        if settings.slack_api_url.endswith("/")
+        else settings.slack_api_url + "/",
+        timeout=int(settings.delivery_timeout_seconds),
+    )
+    known: set[str] = set()
+    cursor = None
+    try:
+        while True:
+            page = client.conversations_list(
+                cursor=cursor, limit=1000, types="public_channel,private_channel"
+            )
+            channels: list[dict[str, str]] = page.get("channels", [])
+            for channel in channels:
+                known.update({f"#{channel['name']}", channel["id"]})
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return known
+    except SlackApiError as exc:
+        raise SystemExit(
+            f"npsloop: Slack did not list the channels ({exc.response.get('error')}): "
+            "check NPSLOOP_SLACK_BOT_TOKEN and the channels:read scope"
+        ) from exc
+
+
+def case_publisher(cases_topic: faust.TopicT) -> CaseHook:
+    async def publish(event: CaseEvent) -> None:
+        await cases_topic.send(key=event.response_id.encode(), value=encode(event))
+
+    return publish
+
+
 def dispatcher(
     settings: Settings,
     registry: CollectorRegistry,
     invitations: faust.TopicT,
     dlq: faust.TopicT,
+    cases_topic: faust.TopicT,
 ) -> Dispatcher:
     url = settings.database_url_of("notifier")
     if settings.migrate_on_start:
         migrate(url)
+    sessions = session_factory(make_engine(url))
     return Dispatcher(
-        SqlOutbox(session_factory(make_engine(url))),
+        SqlOutbox(sessions),
         senders(settings),
         loop_config(settings),
         DeliveryMetrics.create(registry),
@@ -143,4 +206,7 @@ def dispatcher(
         on_sent=sent_publisher(invitations),
         on_dead=dead_letter_publisher(dlq),
         max_attempts=settings.delivery_max_attempts,
+        rules=rule_set(settings),
+        cases=SqlCases(sessions),
+        on_case=case_publisher(cases_topic),
     )

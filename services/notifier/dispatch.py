@@ -12,6 +12,8 @@ from random import Random
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.notifier.adapters import DeliveryFailed, Outbox, OutboxEntry, Sender
+from services.notifier.case_store import SqlCases
+from services.notifier.cases import Case
 from services.notifier.domain import (
     Channel,
     Delivery,
@@ -21,16 +23,21 @@ from services.notifier.domain import (
     plan_digest,
     plan_invitation,
 )
+from services.notifier.rules import OpenCase, RuleSet, default_rules
 from shared.events import (
+    CaseAction,
+    CaseEvent,
     ClassifiedResponse,
     ContactPreference,
     Digest,
     Invitation,
     InvitationStatus,
 )
+from shared.ids import derived_id
 from shared.links import SurveyLinks
 
 SentHook = Callable[[OutboxEntry, str], Awaitable[None]]
+CaseHook = Callable[[CaseEvent], Awaitable[None]]
 LinkMaker = Callable[[Invitation], SurveyLinks]
 
 log = logging.getLogger(__name__)
@@ -95,7 +102,13 @@ class Dispatcher:
         on_dead: SentHook | None = None,
         max_attempts: int = 12,
         random: Random | None = None,
+        rules: RuleSet | None = None,
+        cases: SqlCases | None = None,
+        on_case: CaseHook | None = None,
     ) -> None:
+        self.rules = rules or default_rules(config.slack_channel)
+        self.cases = cases
+        self.on_case = on_case
         self.on_dead = on_dead
         self.max_attempts = max_attempts
         self.random = random or Random()
@@ -110,8 +123,45 @@ class Dispatcher:
         self.clock = clock
 
     async def handle(self, classified: ClassifiedResponse) -> None:
-        for delivery in plan(classified, self.config):
+        routing = self.rules.evaluate(classified)
+        if self.cases is not None:
+            await asyncio.to_thread(
+                self.cases.remember_alert,
+                classified.response.response_id,
+                classified.model_dump(mode="json"),
+                self.clock(),
+            )
+            for action in routing.actions:
+                if isinstance(action, OpenCase):
+                    await self._open_case(classified, action)
+        for delivery in plan(classified, self.config, routing.actions):
             await self._deliver(delivery)
+
+    async def _open_case(self, classified: ClassifiedResponse, action: OpenCase) -> None:
+        assert self.cases is not None
+        response = classified.response
+        case = Case.open(
+            response.response_id,
+            response.customer_id,
+            response.occurred_at,
+            action.sla_hours,
+            action.question,
+        )
+        segment = classified.context.segment if classified.context else response.segment
+        opened = await asyncio.to_thread(
+            self.cases.open, case, segment.model_dump(exclude_none=True), self.clock()
+        )
+        if opened and self.on_case is not None:
+            await self.on_case(
+                CaseEvent(
+                    event_id=derived_id(response.event_id, "case-opened"),
+                    occurred_at=case.opened_at,
+                    case_id=case.case_id,
+                    response_id=case.response_id,
+                    action=CaseAction.OPENED,
+                    note=action.question,
+                )
+            )
 
     async def handle_invitation(self, invitation: Invitation) -> None:
         """A scheduled invitation waits in the outbox for its send time; a cancelled one is

@@ -8,16 +8,25 @@ later update of the same response does not alert again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from services.notifier import messages
+from services.notifier.alerts import alert_message, kudos_message
 from services.notifier.invitation_email import invitation_email
-from shared.events import ClassifiedResponse, Digest, Invitation, InvitationStatus, SurveyKind
+from services.notifier.rules import (
+    Action,
+    EmailOwner,
+    Kudos,
+    ReviewRequest,
+    SlackAlert,
+    default_rules,
+)
+from shared.events import ClassifiedResponse, Digest, Invitation, InvitationStatus
 from shared.links import SurveyLinks
-from shared.nps import Category
 
 
 class Channel(StrEnum):
@@ -30,6 +39,8 @@ class DeliveryKind(StrEnum):
     REVIEW_REQUEST = "review_request"
     INVITATION = "invitation"
     DIGEST = "digest"
+    KUDOS = "kudos"
+    OWNER_EMAIL = "owner_email"
 
 
 @dataclass(frozen=True)
@@ -68,41 +79,64 @@ def idempotency_key(kind: DeliveryKind, subject_id: str, channel: Channel, recip
     return f"{kind}:{subject_id}:{channel}:{recipient}"
 
 
-def plan(classified: ClassifiedResponse, config: LoopConfig) -> list[Delivery]:
-    """Detractors and passives alert staff on Slack; promoters with email get a review request.
+def plan(
+    classified: ClassifiedResponse, config: LoopConfig, actions: Sequence[Action] | None = None
+) -> list[Delivery]:
+    """The deliveries the routing rules ask for (the shipped rules when none are given).
 
-    An eNPS response is anonymous by design: it never alerts, opens a follow-up or asks
-    anything of anyone; it only counts.
+    An eNPS response is anonymous by design: the rules never route it, so it never alerts,
+    opens a follow-up or asks anything of anyone; it only counts.
     """
+    if actions is None:
+        actions = default_rules(config.slack_channel).evaluate(classified).actions
     response = classified.response
-    if response.survey_kind == SurveyKind.ENPS:
-        return []
-    if classified.category in (Category.DETRACTOR, Category.PASSIVE):
-        return [
-            Delivery(
-                kind=DeliveryKind.ALERT,
-                channel=Channel.SLACK,
-                recipient=config.slack_channel,
-                subject_id=response.response_id,
-                payload=messages.slack_alert(classified, config.slack_channel),
-                origin_at=response.occurred_at,
+    deliveries: list[Delivery] = []
+    for action in actions:
+        if isinstance(action, SlackAlert | Kudos):
+            if isinstance(action, SlackAlert):
+                kind = DeliveryKind.ALERT
+                payload = alert_message(classified, action.channel, None)
+            else:
+                kind = DeliveryKind.KUDOS
+                payload = kudos_message(classified, action.channel)
+            if action.fallback_channel and action.fallback_channel != action.channel:
+                payload["fallback_channel"] = action.fallback_channel
+            deliveries.append(
+                Delivery(
+                    kind=kind,
+                    channel=Channel.SLACK,
+                    recipient=action.channel,
+                    subject_id=response.response_id,
+                    payload=payload,
+                    origin_at=response.occurred_at,
+                )
             )
-        ]
-    if response.contact.email and config.review_links:
-        return [
-            Delivery(
-                kind=DeliveryKind.REVIEW_REQUEST,
-                channel=Channel.EMAIL,
-                recipient=response.contact.email,
-                subject_id=response.response_id,
-                payload=messages.review_request(
-                    classified, config.company_name, config.review_links
-                ),
-                customer_id=response.customer_id,
-                origin_at=response.occurred_at,
+        elif isinstance(action, EmailOwner):
+            deliveries.append(
+                Delivery(
+                    kind=DeliveryKind.OWNER_EMAIL,
+                    channel=Channel.EMAIL,
+                    recipient=action.to,
+                    subject_id=response.response_id,
+                    payload=messages.owner_email(classified, action.to),
+                    origin_at=response.occurred_at,
+                )
             )
-        ]
-    return []
+        elif isinstance(action, ReviewRequest) and response.contact.email and config.review_links:
+            deliveries.append(
+                Delivery(
+                    kind=DeliveryKind.REVIEW_REQUEST,
+                    channel=Channel.EMAIL,
+                    recipient=response.contact.email,
+                    subject_id=response.response_id,
+                    payload=messages.review_request(
+                        classified, config.company_name, config.review_links
+                    ),
+                    customer_id=response.customer_id,
+                    origin_at=response.occurred_at,
+                )
+            )
+    return deliveries
 
 
 def plan_invitation(

@@ -20,7 +20,6 @@ _HEADLINE = {
     Category.PASSIVE: "Passive",
     Category.PROMOTER: "Promoter",
 }
-_ICON = {Category.DETRACTOR: ":red_circle:", Category.PASSIVE: ":large_yellow_circle:"}
 _REVIEW_SITES = {"google": "Google", "facebook": "Facebook"}
 
 
@@ -31,60 +30,6 @@ def slack_escape(text: str) -> str:
 
 # Slack refuses a section whose text is over 3,000 characters; escaping can lengthen a comment.
 SECTION_LIMIT = 3000
-
-
-def _quote(text: str) -> str:
-    quoted = "\n".join(f">{line}" for line in slack_escape(text).splitlines() or [""])
-    if len(quoted) <= SECTION_LIMIT:
-        return quoted
-    note = f"\n_(comment shortened: {len(text):,} characters in all)_"
-    cut = quoted[: SECTION_LIMIT - len(note) - 1]
-    # Never end inside an escape such as &amp;, which Slack would show half-written.
-    amp = cut.rfind("&")
-    if amp != -1 and ";" not in cut[amp:]:
-        cut = cut[:amp]
-    return cut + "…" + note
-
-
-def slack_alert(classified: ClassifiedResponse, channel: str) -> dict[str, Any]:
-    """chat.postMessage arguments for a detractor or passive alert."""
-    response = classified.response
-    headline = f"{_HEADLINE[classified.category]}: {response.score}/10"
-    comment = response.comment.strip() if response.comment else ""
-    segment = response.segment
-    where = " · ".join(
-        slack_escape(value)
-        for value in (segment.region, segment.business_unit, segment.department, segment.store)
-        if value
-    )
-    facts = [
-        f"*Score* {response.score}/10 ({classified.category})",
-        f"*Survey* {response.survey_kind}",
-    ]
-    if response.locale:
-        facts.append(f"*Locale* {slack_escape(response.locale)}")
-    if where:
-        facts.append(f"*Where* {where}")
-    blocks = [
-        HeaderBlock(
-            text=PlainTextObject(text=f"{_ICON.get(classified.category, '')} {headline}".strip())
-        ),
-        SectionBlock(
-            text=MarkdownTextObject(text=_quote(comment) if comment else "_No comment given._")
-        ),
-        ContextBlock(elements=[MarkdownTextObject(text="  ·  ".join(facts))]),
-        ContextBlock(
-            elements=[MarkdownTextObject(text=f"Response `{slack_escape(response.response_id)}`")]
-        ),
-    ]
-    fallback = f"{headline}" + (f': "{slack_escape(comment[:200])}"' if comment else "")
-    return {
-        "channel": channel,
-        "text": fallback,
-        "blocks": [block.to_dict() for block in blocks],
-        "unfurl_links": False,
-        "unfurl_media": False,
-    }
 
 
 def review_request(
@@ -141,4 +86,35 @@ def digest_message(digest: Digest, channel: str) -> dict[str, Any]:
         "blocks": [block.to_dict() for block in blocks],
         "unfurl_links": False,
         "unfurl_media": False,
+    }
+
+
+def owner_email(classified: ClassifiedResponse, address: str) -> dict[str, Any]:
+    """The response, emailed to the person who owns this part of the business."""
+    response = classified.response
+    segment = classified.context.segment if classified.context else response.segment
+    where = ", ".join(
+        value for value in (segment.region, segment.department, segment.store) if value
+    )
+    subject = f"{_HEADLINE[classified.category]} {response.score}/10" + (
+        f" ({where})" if where else ""
+    )
+    comment = response.comment or "(no comment)"
+    themes = ", ".join(f"{hit.label}: {', '.join(hit.words)}" for hit in classified.themes)
+    lines = [
+        f"Score: {response.score}/10 ({classified.category})",
+        f"Where: {where or 'not given'}",
+        f"Comment: {comment}",
+        *([f"Themes: {themes}"] if themes else []),
+        *([f"Priority: {classified.priority}"] if classified.priority == "high" else []),
+        f"Response: {response.response_id}",
+    ]
+    text = "\n".join(lines) + "\n"
+    body_html = "".join(f"<p>{html.escape(line)}</p>" for line in lines)
+    return {
+        "to_email": address,
+        "to_name": None,
+        "subject": subject,
+        "text": text,
+        "html": body_html,
     }

@@ -223,7 +223,7 @@ def test_a_replay_reclassifies_with_a_new_taxonomy_and_alerts_nobody_again(
     assert "coffee" not in {hit["id"] for hit in original["themes"]}
 
     def alerts() -> int:
-        return sum(response_id in json.dumps(a.body) for a in classifying.slack.received())
+        return sum(response_id in json.dumps(a.body) for a in classifying.slack.accepted())
 
     deadline = time.monotonic() + 30
     while alerts() == 0 and time.monotonic() < deadline:

@@ -71,7 +71,7 @@ def test_ingest_accepts_while_the_broker_is_frozen_and_publishes_the_backlog_aft
         deadline = time.monotonic() + 120
         mine: list[object] = []
         while time.monotonic() < deadline:
-            mine = [a for a in slack.received("/api/chat.postMessage") if run in json.dumps(a.body)]
+            mine = [a for a in slack.accepted("/api/chat.postMessage") if run in json.dumps(a.body)]
             if len(mine) >= 4:
                 break
             time.sleep(0.5)

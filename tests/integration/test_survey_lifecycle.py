@@ -167,7 +167,7 @@ def test_a_click_records_the_score_at_once_and_answering_updates_the_same_respon
     def alerts() -> list[Received]:
         return [
             alert
-            for alert in lifecycle.slack.received("/api/chat.postMessage")
+            for alert in lifecycle.slack.accepted("/api/chat.postMessage")
             if invitation_id in json.dumps(alert.body)
         ]
 
@@ -414,7 +414,7 @@ def test_an_enps_round_invites_employees_and_their_answers_carry_no_personal_dat
     mail = lifecycle.wait_for_mail_to("mette@example.com")
     links = SCORE_LINK.findall(html_of(mail))
     assert len(links) == 11
-    alerts_before = len(lifecycle.slack.received("/api/chat.postMessage"))
+    alerts_before = len(lifecycle.slack.accepted("/api/chat.postMessage"))
     status, page = http_get(links[2])
     assert status == 200
     assert "anonym" in page.lower()
@@ -438,6 +438,6 @@ def test_an_enps_round_invites_employees_and_their_answers_carry_no_personal_dat
     for personal in (b"mette", b"Mette", b"e-1"):
         assert personal not in mine[0]
     time.sleep(SETTLE_SECONDS)
-    assert len(lifecycle.slack.received("/api/chat.postMessage")) == alerts_before, (
+    assert len(lifecycle.slack.accepted("/api/chat.postMessage")) == alerts_before, (
         "an eNPS detractor never opens a follow-up"
     )

@@ -25,8 +25,8 @@ from services.notifier.adapters import (
 )
 from services.notifier.dispatch import DeliveryMetrics, Dispatcher
 from services.notifier.domain import Channel, Delivery, DeliveryKind, LoopConfig, plan
-from services.notifier.messages import review_request, slack_alert
-from shared.events import ClassifiedResponse, Segment
+from services.notifier.messages import review_request
+from shared.events import ClassifiedResponse
 from tests.unit.builders import FakeClock, a_classified_response, run
 
 REVIEW_LINKS = {
@@ -60,8 +60,7 @@ def test_a_passive_alerts_slack_too() -> None:
 
 def test_a_promoter_with_an_email_is_asked_for_a_review_with_every_link() -> None:
     classified = a_classified_response(10, email="ana@example.com", name="Ana")
-    [delivery] = plan(classified, CONFIG)
-    assert delivery.kind is DeliveryKind.REVIEW_REQUEST
+    [delivery] = [d for d in plan(classified, CONFIG) if d.kind is DeliveryKind.REVIEW_REQUEST]
     assert delivery.channel is Channel.EMAIL
     assert delivery.recipient == "ana@example.com"
     assert delivery.payload["to_email"] == "ana@example.com"
@@ -70,13 +69,26 @@ def test_a_promoter_with_an_email_is_asked_for_a_review_with_every_link() -> Non
         assert f'href="{link}"' in delivery.payload["html"]
 
 
-def test_a_promoter_without_an_email_gets_nothing() -> None:
-    assert plan(a_classified_response(9, email=None), CONFIG) == []
+def emails(deliveries: list[Delivery]) -> list[Delivery]:
+    return [delivery for delivery in deliveries if delivery.channel is Channel.EMAIL]
 
 
-def test_a_promoter_gets_nothing_when_no_review_links_are_configured() -> None:
+def test_a_promoter_without_an_email_gets_no_email() -> None:
+    assert emails(plan(a_classified_response(9, email=None), CONFIG)) == []
+
+
+def test_a_promoter_gets_no_email_when_no_review_links_are_configured() -> None:
     config = LoopConfig(slack_channel="#nps-alerts", company_name="Our Shop")
-    assert plan(a_classified_response(9, email="ana@example.com"), config) == []
+    assert emails(plan(a_classified_response(9, email="ana@example.com"), config)) == []
+
+
+def test_a_promoters_praise_is_shared_with_staff_in_slack_too() -> None:
+    [kudos] = [
+        d
+        for d in plan(a_classified_response(10, comment="Fantastisk"), CONFIG)
+        if d.kind is DeliveryKind.KUDOS
+    ]
+    assert kudos.channel is Channel.SLACK and "Fantastisk" in json.dumps(kudos.payload)
 
 
 def test_an_update_of_the_same_response_has_the_same_idempotency_key() -> None:
@@ -101,37 +113,6 @@ def test_a_detractor_with_a_long_comment_still_alerts() -> None:
 
 
 # --- messages -----------------------------------------------------------------------------
-
-
-def test_a_comment_cannot_ping_mention_or_link_in_slack() -> None:
-    comment = "<!channel> ask <@U123> to pay at <http://evil.example|your bank> & <!here>"
-    classified = a_classified_response(0, comment=comment)
-    classified = classified.model_copy(
-        update={
-            "response": classified.response.model_copy(
-                update={"segment": Segment(store="<!everyone>", region="<#C999>")}
-            )
-        }
-    )
-    payload = slack_alert(classified, "#nps-alerts")
-    dumped = json.dumps(payload)
-    for raw in ("<!channel>", "<@U123>", "<http", "<!here>", "<!everyone>", "<#C999>"):
-        assert raw not in dumped
-    assert "<" not in dumped  # no unescaped angle bracket anywhere
-    section = payload["blocks"][1]["text"]["text"]
-    assert "&lt;!channel&gt;" in section
-    assert "&lt;http://evil.example|your bank&gt;" in section
-    assert "&amp;" in section
-
-
-def test_a_comment_is_quoted_line_by_line_in_slack() -> None:
-    payload = slack_alert(a_classified_response(4, comment="first\nsecond"), "#nps-alerts")
-    assert payload["blocks"][1]["text"]["text"] == ">first\n>second"
-
-
-def test_an_alert_without_a_comment_says_so() -> None:
-    payload = slack_alert(a_classified_response(4, comment="   "), "#nps-alerts")
-    assert payload["blocks"][1]["text"]["text"] == "_No comment given._"
 
 
 def test_html_in_a_name_is_escaped_in_the_email() -> None:
@@ -326,7 +307,7 @@ def test_a_promoter_review_request_goes_to_the_email_sender() -> None:
     loop = Loop()
     loop.handle(a_classified_response(10, email="ana@example.com"))
     assert [entry.recipient for entry in loop.email.sent] == ["ana@example.com"]
-    assert loop.slack.attempted == []
+    assert [entry.kind for entry in loop.slack.sent] == ["kudos"]
     assert loop.count("sent", channel="email", kind="review_request") == 1.0
 
 
