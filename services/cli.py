@@ -182,6 +182,44 @@ def cmd_taxonomy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules(args: argparse.Namespace) -> int:
+    from services.notifier.rules import RulesError, default_rules, format_explanation, load_rules
+
+    settings = _settings()
+    if args.action == "check":
+        try:
+            rules = load_rules(args.target, default_channel=settings.slack_channel)
+        except (RulesError, OSError) as exc:
+            print(f"npsloop: {args.target} cannot be used:\n{exc}", file=sys.stderr)
+            return 2
+        names = ", ".join(rule.name for rule in rules.rules)
+        print(f"{args.target} is valid: {len(rules.rules)} rules ({names})")
+        print("channels it names: " + ", ".join(sorted(rules.channels())))
+        return 0
+    from services.notifier.case_store import SqlCases
+    from shared.db import make_engine, migrate, session_factory
+    from shared.events import ClassifiedResponse
+
+    url = settings.database_url_of("notifier")
+    migrate(url)
+    posted = SqlCases(session_factory(make_engine(url))).alert(args.target)
+    if posted is None:
+        print(f"the notifier has not routed a response {args.target!r}")
+        return 1
+    try:
+        rules = (
+            load_rules(settings.rules_file, default_channel=settings.slack_channel)
+            if settings.rules_file
+            else default_rules(settings.slack_channel)
+        )
+    except (RulesError, OSError) as exc:
+        print(f"npsloop: the routing rules cannot be used:\n{exc}", file=sys.stderr)
+        return 2
+    classified = ClassifiedResponse.model_validate(posted.classified)
+    print(format_explanation(rules.evaluate(classified)))
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from shared.kafka_admin import ensure_topics
     from shared.streams import run_worker
@@ -268,6 +306,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "replay": cmd_replay,
     "eval-text": cmd_eval_text,
     "taxonomy": cmd_taxonomy,
+    "rules": cmd_rules,
     "worker": cmd_worker,
     "up": cmd_up,
     "migrate": cmd_migrate,
@@ -312,6 +351,11 @@ def parser() -> argparse.ArgumentParser:
     taxonomy = commands.add_parser("taxonomy", help="check a theme taxonomy file")
     taxonomy.add_argument("action", choices=["check"])
     taxonomy.add_argument("file", help="the YAML taxonomy")
+    rules = commands.add_parser(
+        "rules", help="check a routing rules file, or explain how a response was routed"
+    )
+    rules.add_argument("action", choices=["check", "explain"])
+    rules.add_argument("target", help="check: the rules file; explain: a response id")
     outbox = commands.add_parser("outbox", help="show what was sent to the local outbox")
     outbox.add_argument("-n", "--last", type=int, default=20, help="how many (default 20)")
     outbox.add_argument("-f", "--follow", action="store_true", help="keep showing new ones")

@@ -255,3 +255,40 @@ def test_a_replay_reclassifies_with_a_new_taxonomy_and_alerts_nobody_again(
     assert {hit["id"]: hit["words"] for hit in again["themes"]}["coffee"] == ["Kaffen"]
     time.sleep(3)
     assert alerts() == 1, "a reclassified response is not alerted again"
+
+
+def test_rules_route_a_detractor_to_its_store_channel_or_the_fallback_and_explain_why(
+    classifying: Lifecycle,
+) -> None:
+    stack = classifying.stack
+    response_id = f"routed-{uuid.uuid4().hex[:8]}"
+    body = {
+        "response_id": response_id,
+        "customer_id": "c-routed",
+        "score": 2,
+        "locale": "da",
+        "comment": "Pakken kom aldrig",
+        "segment": {"store": "Odense Vestergade"},
+    }
+    assert http_post(stack.url("ingest") + "/v1/responses", json.dumps(body).encode())[0] == 202
+
+    def posts() -> list[Any]:
+        return [
+            p
+            for p in classifying.slack.received("/api/chat.postMessage")
+            if response_id in json.dumps(p.body)
+        ]
+
+    deadline = time.monotonic() + 60
+    while len([p for p in posts() if p.error is None]) < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    tried = [p.body["channel"] for p in posts()]
+    # #store-odense-vestergade does not exist in this Slack: the rule's fallback takes it.
+    assert tried[0] == "#store-odense-vestergade" and posts()[0].error == "channel_not_found"
+    assert [p.body["channel"] for p in posts() if p.error is None] == ["#customer-feedback"]
+
+    explained = classifying.npsloop("rules", "explain", response_id)
+    assert explained.returncode == 0, explained.stderr
+    assert "detractors" in explained.stdout and "#store-odense-vestergade" in explained.stdout
+    unknown = classifying.npsloop("rules", "explain", "no-such-response")
+    assert unknown.returncode == 1
