@@ -22,7 +22,13 @@ from services.notifier.adapters import (
 from services.notifier.case_store import SqlCases
 from services.notifier.dispatch import CaseHook, DeliveryMetrics, Dispatcher, LinkMaker, SentHook
 from services.notifier.domain import Channel, DeliveryKind, LoopConfig
-from services.notifier.rules import RulesError, RuleSet, default_rules, load_rules
+from services.notifier.rules import (
+    FollowUpEmail,
+    RulesError,
+    RuleSet,
+    default_rules,
+    load_rules,
+)
 from shared.db import make_engine, migrate, session_factory
 from shared.events import CaseEvent, Contact, DeadLetter, Invitation, InvitationStatus, encode
 from shared.ids import derived_id
@@ -137,6 +143,15 @@ def rule_set(settings: Settings) -> RuleSet:
         )
     except (RulesError, OSError) as exc:
         raise SystemExit(f"npsloop: the routing rules cannot be used:\n{exc}") from exc
+    asking = [
+        rule.name for rule in rules.rules if any(isinstance(a, FollowUpEmail) for a in rule.then)
+    ]
+    if asking:
+        # Refused rather than ignored: a rule must never look as if it acted when it did not.
+        raise SystemExit(
+            f"npsloop: rule(s) {', '.join(asking)} ask for follow_up_email, which this version "
+            "of the notifier does not send yet; use open_case with a question instead"
+        )
     if settings.slack_bot_token:
         missing = sorted(rules.channels() - slack_channels(settings))
         if missing:
