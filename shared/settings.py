@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     slack_channel: str = Field(
         "#customer-feedback", description="Channel that detractor and passive alerts go to."
     )
+    escalation_channel: str = Field(
+        "#customer-feedback",
+        description="Channel where a case nobody claimed within its SLA is escalated, once.",
+    )
     digest_channel: str = Field(
         "#customer-feedback", description="Channel that the weekly results digest is posted to."
     )

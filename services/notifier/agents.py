@@ -9,6 +9,7 @@ from shared.events import ClassifiedResponse, ContactPreference, Digest, Invitat
 from shared.streams import EventLoop
 
 RETRY_INTERVAL_SECONDS = 1.0
+ESCALATION_INTERVAL_SECONDS = 5.0
 
 
 def register(
@@ -48,6 +49,14 @@ def register(
             await dispatcher.handle_digest(decode(Digest, value))
 
         await loop.run(stream, handle)
+
+    @app.timer(ESCALATION_INTERVAL_SECONDS, name="escalate_unclaimed_cases")
+    async def escalate_unclaimed_cases() -> None:
+        try:
+            await dispatcher.escalate_due()
+        except Exception:
+            # The database may be away; the next tick tries again, and escalates once.
+            app.log.exception("escalating unclaimed cases failed")
 
     @app.timer(5.0, name="count_the_outbox")
     async def count_the_outbox() -> None:

@@ -634,3 +634,25 @@ def parse_action(payload: Mapping[str, Any]) -> SlackAction:
         channel_id=channel_id[:_IDENTIFIER_MAX],
         message_ts=message_ts,
     )
+
+
+def escalation_message(classified: ClassifiedResponse, channel: str, case: Case) -> dict[str, Any]:
+    """A case nobody claimed within its SLA, raised in the escalation channel once."""
+    response = classified.response
+    stamp = int(case.sla_due_at.timestamp())
+    shown = f"{case.sla_due_at:%Y-%m-%d %H:%M} UTC"
+    due = f"<!date^{stamp}^{{date_short_pretty}} at {{time}}|{shown}>"
+    headline = (
+        f":alarm_clock: Unclaimed past its SLA: {_HEADLINE.get(classified.category, 'Response')} "
+        f"{response.score}/10"
+    )
+    comment = (response.comment or "").strip()
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=f"*{headline}*\nThe SLA ran out {due}.")),
+    ]
+    if comment:
+        blocks.append(SectionBlock(text=_customer(_quoted_comment(comment))))
+    blocks.append(
+        ContextBlock(elements=[_customer(_fit(f"Response `{response.response_id}`", FIELD_LIMIT))])
+    )
+    return _message(channel, escape_customer_text(f"{headline}: nobody claimed it"), blocks)

@@ -53,6 +53,7 @@ def loop_config(settings: Settings) -> LoopConfig:
         company_name=settings.company_name,
         review_links=links,
         digest_channel=settings.digest_channel,
+        escalation_channel=settings.escalation_channel,
     )
 
 

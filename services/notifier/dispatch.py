@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from random import Random
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.notifier.adapters import DeliveryFailed, Outbox, OutboxEntry, Sender
+from services.notifier.alerts import escalation_message
 from services.notifier.case_store import SqlCases
 from services.notifier.cases import Case
 from services.notifier.domain import (
@@ -49,6 +51,7 @@ class DeliveryMetrics:
     latency: Histogram
     pending: Gauge
     dead: Gauge
+    escalations: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> DeliveryMetrics:
@@ -81,7 +84,12 @@ class DeliveryMetrics:
             "Deliveries given up on (refused, or out of attempts): each is in the dlq.",
             registry=registry,
         )
-        return cls(deliveries, latency, pending, dead)
+        escalations = Counter(
+            "npsloop_escalations_total",
+            "Cases escalated because nobody claimed them within their SLA.",
+            registry=registry,
+        )
+        return cls(deliveries, latency, pending, dead, escalations)
 
 
 class Dispatcher:
@@ -174,6 +182,43 @@ class Dispatcher:
         delivery = plan_invitation(invitation, self.config, self.links(invitation))
         if delivery is not None:
             await self._deliver(delivery)
+
+    async def escalate_due(self, limit: int = 100) -> int:
+        """Escalate, once each, the cases nobody claimed within their SLA."""
+        if self.cases is None:
+            return 0
+        now = self.clock()
+        due = await asyncio.to_thread(self.cases.due_for_escalation, now, limit)
+        for case in due:
+            escalated = case.apply(CaseAction.ESCALATED, None, now)
+            await asyncio.to_thread(self.cases.save, escalated, now)
+            self.metrics.escalations.inc()
+            if self.on_case is not None:
+                await self.on_case(
+                    CaseEvent(
+                        event_id=derived_id(uuid.UUID(case.case_id), "escalated"),
+                        occurred_at=now,
+                        case_id=case.case_id,
+                        response_id=case.response_id,
+                        action=CaseAction.ESCALATED,
+                        note=f"unclaimed past its SLA ({case.sla_due_at:%Y-%m-%d %H:%M} UTC)",
+                    )
+                )
+            posted = await asyncio.to_thread(self.cases.alert, case.response_id)
+            if posted is None:
+                continue
+            classified = ClassifiedResponse.model_validate(posted.classified)
+            await self._deliver(
+                Delivery(
+                    kind=DeliveryKind.ESCALATION,
+                    channel=Channel.SLACK,
+                    recipient=self.config.escalation_channel,
+                    subject_id=case.case_id,
+                    payload=escalation_message(classified, self.config.escalation_channel, case),
+                    origin_at=now,
+                )
+            )
+        return len(due)
 
     async def handle_digest(self, digest: Digest) -> None:
         await self._deliver(plan_digest(digest, self.config.digest_channel))

@@ -41,6 +41,7 @@ class DeliveryKind(StrEnum):
     DIGEST = "digest"
     KUDOS = "kudos"
     OWNER_EMAIL = "owner_email"
+    ESCALATION = "escalation"
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class LoopConfig:
     company_name: str
     review_links: dict[str, str] = field(default_factory=dict)
     digest_channel: str = "#customer-feedback"
+    escalation_channel: str = "#customer-feedback"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,79 @@
+"""A case nobody claims within its SLA is escalated once, to the escalation channel."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from prometheus_client import CollectorRegistry
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.notifier.adapters import Sender
+from services.notifier.case_store import SqlCases
+from services.notifier.dispatch import DeliveryMetrics, Dispatcher
+from services.notifier.domain import Channel, LoopConfig
+from shared.events import CaseAction, CaseEvent
+from tests.unit.builders import FakeClock, a_classified_response, run
+from tests.unit.test_notifier import FakeOutbox, FakeSender
+
+CONFIG = LoopConfig(
+    slack_channel="#nps-alerts", company_name="Our Shop", escalation_channel="#cx-escalations"
+)
+
+
+class Escalating:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.registry = CollectorRegistry()
+        self.clock = FakeClock()
+        self.slack = FakeSender()
+        self.cases = SqlCases(sessions)
+        self.events: list[CaseEvent] = []
+        senders: dict[Channel, Sender] = {Channel.SLACK: self.slack, Channel.EMAIL: FakeSender()}
+
+        async def record(event: CaseEvent) -> None:
+            self.events.append(event)
+
+        self.dispatcher = Dispatcher(
+            FakeOutbox(),
+            senders,
+            CONFIG,
+            DeliveryMetrics.create(self.registry),
+            clock=self.clock,
+            cases=self.cases,
+            on_case=record,
+        )
+
+    def escalations_posted(self) -> list[str]:
+        return [entry.recipient for entry in self.slack.sent if entry.kind == "escalation"]
+
+
+def test_a_detractor_opens_a_case_that_escalates_once_when_nobody_claims_it(
+    sessions: sessionmaker[Session],
+) -> None:
+    loop = Escalating(sessions)
+    classified = a_classified_response(2, comment="Ingen svarede")
+    loop.clock.now = classified.response.occurred_at
+    run(loop.dispatcher.handle(classified))
+    assert [event.action for event in loop.events] == [CaseAction.OPENED]
+
+    loop.clock.advance(timedelta(hours=47).total_seconds())
+    assert run(loop.dispatcher.escalate_due()) == 0
+    loop.clock.advance(timedelta(hours=2).total_seconds())
+    assert run(loop.dispatcher.escalate_due()) == 1
+    assert run(loop.dispatcher.escalate_due()) == 0
+    assert loop.escalations_posted() == ["#cx-escalations"]
+    assert [event.action for event in loop.events] == [CaseAction.OPENED, CaseAction.ESCALATED]
+    assert loop.registry.get_sample_value("npsloop_escalations_total") == 1.0
+
+
+def test_a_claimed_case_is_never_escalated(sessions: sessionmaker[Session]) -> None:
+    loop = Escalating(sessions)
+    classified = a_classified_response(3)
+    loop.clock.now = classified.response.occurred_at
+    run(loop.dispatcher.handle(classified))
+    [opened] = loop.events
+    case = loop.cases.get(opened.case_id)
+    assert case is not None
+    loop.cases.save(case.apply(CaseAction.CLAIMED, "U123", loop.clock()), loop.clock())
+    loop.clock.advance(timedelta(days=10).total_seconds())
+    assert run(loop.dispatcher.escalate_due()) == 0
+    assert loop.escalations_posted() == []
