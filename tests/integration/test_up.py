@@ -108,7 +108,8 @@ def test_up_with_demo_shows_alerts_review_emails_and_nps_then_stops_cleanly_on_c
     text = output.decode()
     assert up.returncode == 0, text
     assert f"http://127.0.0.1:{ports['INGEST']}/v1/responses" in text
-    assert "[slack #customer-feedback]" in text and "[email to " in text
+    # Alerts go where the shipped rules route them: the store's channel.
+    assert "[slack #store-" in text and "[email to " in text
     assert "npsloop: stopped" in text
     deadline = time.monotonic() + 5
     while (
