@@ -234,6 +234,8 @@ class Dispatcher:
             self.clock(),
             preference.action == "erased",
         )
+        if preference.action == "erased" and self.cases is not None:
+            await asyncio.to_thread(self.cases.forget_customer, preference.customer_id)
 
     async def _cancel_invitation(self, invitation: Invitation) -> None:
         # A cancellation carries no address: the outbox finds the email by what it is about.

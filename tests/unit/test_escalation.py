@@ -77,3 +77,21 @@ def test_a_claimed_case_is_never_escalated(sessions: sessionmaker[Session]) -> N
     loop.clock.advance(timedelta(days=10).total_seconds())
     assert run(loop.dispatcher.escalate_due()) == 0
     assert loop.escalations_posted() == []
+
+
+def test_an_erased_customer_is_forgotten_by_their_case(sessions: sessionmaker[Session]) -> None:
+    import uuid
+
+    from shared.events import ContactPreference
+
+    loop = Escalating(sessions)
+    classified = a_classified_response(2, customer_id="c-erased")
+    loop.clock.now = classified.response.occurred_at
+    run(loop.dispatcher.handle(classified))
+    [opened] = loop.events
+    erased = ContactPreference(
+        event_id=uuid.uuid4(), occurred_at=loop.clock(), customer_id="c-erased", action="erased"
+    )
+    run(loop.dispatcher.handle_preference(erased))
+    case = loop.cases.get(opened.case_id)
+    assert case is not None and case.customer_id is None
