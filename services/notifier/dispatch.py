@@ -39,6 +39,8 @@ from shared.ids import derived_id
 from shared.links import SurveyLinks
 
 SentHook = Callable[[OutboxEntry, str], Awaitable[None]]
+# Kinds a response gets at most one of, whichever channel its later versions route to.
+ONCE_PER_RESPONSE = frozenset({DeliveryKind.ALERT, DeliveryKind.KUDOS})
 CaseHook = Callable[[CaseEvent], Awaitable[None]]
 LinkMaker = Callable[[Invitation], SurveyLinks]
 
@@ -143,6 +145,17 @@ class Dispatcher:
                 if isinstance(action, OpenCase):
                     await self._open_case(classified, action)
         for delivery in plan(classified, self.config, routing.actions):
+            if delivery.kind in ONCE_PER_RESPONSE:
+                # A later version of a response (a comment added, a context that arrived
+                # late) may route elsewhere: it never posts a second alert or kudos.
+                earlier = await asyncio.to_thread(
+                    self.outbox.keys_about, delivery.kind.value, delivery.subject_id
+                )
+                if earlier and delivery.idempotency_key not in earlier:
+                    self.metrics.deliveries.labels(
+                        delivery.channel.value, delivery.kind.value, "duplicate"
+                    ).inc()
+                    continue
             await self._deliver(delivery)
 
     async def _open_case(self, classified: ClassifiedResponse, action: OpenCase) -> None:

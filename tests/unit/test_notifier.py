@@ -26,7 +26,7 @@ from services.notifier.adapters import (
 from services.notifier.dispatch import DeliveryMetrics, Dispatcher
 from services.notifier.domain import Channel, Delivery, DeliveryKind, LoopConfig, plan
 from services.notifier.messages import review_request
-from shared.events import ClassifiedResponse
+from shared.events import ClassifiedResponse, Segment
 from tests.unit.builders import FakeClock, a_classified_response, run
 
 REVIEW_LINKS = {
@@ -559,3 +559,17 @@ def test_the_dispatcher_sends_once_through_the_sql_outbox(sessions: sessionmaker
     assert len(slack.sent) == 1
     labels = {"channel": "slack", "kind": "alert", "outcome": "duplicate"}
     assert registry.get_sample_value("npsloop_deliveries_total", labels) == 1.0
+
+
+def test_a_later_version_routed_to_another_channel_never_alerts_a_second_time() -> None:
+    loop = Loop()
+    first = a_classified_response(2, response_id="inv-late", comment=None)
+    loop.handle(first)
+    # The invitation's context arrived late: the comment's version knows the store.
+    later = a_classified_response(2, response_id="inv-late", comment="Pakken kom aldrig")
+    later = later.model_copy(
+        update={"response": later.response.model_copy(update={"segment": Segment(store="Odense")})}
+    )
+    loop.handle(later)
+    assert [entry.kind for entry in loop.slack.sent] == ["alert"]
+    assert loop.count("duplicate") == 1.0
