@@ -23,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     PlainValidator,
     ValidationError,
     WithJsonSchema,
@@ -166,6 +167,9 @@ def _amount(value: object) -> Decimal:
 Amount = Annotated[
     Decimal,
     PlainValidator(_amount),
+    # As pydantic writes a Decimal in JSON (a string), said explicitly: with a plain
+    # validator it would otherwise warn on every event.
+    PlainSerializer(str, return_type=str, when_used="json"),
     WithJsonSchema(
         {
             "anyOf": [
