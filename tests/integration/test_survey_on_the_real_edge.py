@@ -13,12 +13,9 @@ import json
 import re
 import shutil
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,9 +42,10 @@ from tests.browser import (
     save_phone_and_desktop_screenshots,
     viewport,
 )
-from tests.fakes import FakeServer, Received, fake_sendgrid, fake_slack
+from tests.fakes import Received, fake_sendgrid, fake_slack
+from tests.integration.test_survey_lifecycle import Lifecycle
 from tests.kafka_helpers import read_all
-from tests.stack import TOKEN_SECRET, Stack, http_post
+from tests.stack import TOKEN_SECRET, Stack
 
 pytestmark = pytest.mark.integration
 
@@ -74,59 +72,8 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0) ->
         time.sleep(0.2)
 
 
-@dataclass
-class Edge:
-    stack: Stack
-    slack: FakeServer
-    sendgrid: FakeServer
-
-    def purchase(self, **fields: object) -> dict[str, object]:
-        body = {
-            "order_id": f"order-{uuid.uuid4().hex[:10]}",
-            "customer_id": f"customer-{uuid.uuid4().hex[:10]}",
-            "amount": "499.00",
-            "currency": "DKK",
-            "locale": "da",
-            "experience": "product",
-            "segment": {"store": "Aarhus C", "region": "Midtjylland"},
-            **fields,
-        }
-        status, text, _ = http_post(
-            self.stack.url("ingest") + "/v1/purchases", json.dumps(body).encode()
-        )
-        assert status == 202, text
-        return body
-
-    def mails_to(self, email: str) -> list[Received]:
-        return [
-            mail
-            for mail in self.sendgrid.received("/v3/mail/send")
-            if mail.body["personalizations"][0]["to"][0]["email"] == email
-        ]
-
-    def wait_for_mail_to(self, email: str) -> Received:
-        return wait_for(f"an email to {email}", lambda: next(iter(self.mails_to(email)), None), 60)
-
-    def npsloop(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "services", *args],
-            env=self.stack.worker_env("ingest"),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    def explain_until(self, customer: str, wanted: str) -> str:
-        seen: list[str] = []
-
-        def probe() -> str | None:
-            seen[:] = [self.npsloop("explain", customer).stdout]
-            return seen[0] if wanted in seen[0] else None
-
-        try:
-            return wait_for(f"explain to say {wanted!r}", probe)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; it said:\n{seen[0] if seen else ''}") from None
+class Edge(Lifecycle):
+    """The lifecycle helpers (purchase, mails, explain), with what these tests read too."""
 
     def responses_of(self, response_id: str) -> list[dict[str, Any]]:
         """The events on the responses topic for one response, in the order they were sent."""
