@@ -43,12 +43,13 @@ class YamlDocument:
     lines: Mapping[YamlPath, int]
     source: str
 
-    def line_of(self, location: YamlPath) -> int | None:
-        """The line of a value, or of the nearest enclosing one that has a line."""
-        for end in range(len(location), -1, -1):
-            if location[:end] in self.lines:
-                return self.lines[location[:end]]
-        return None
+
+def nearest_line(location: YamlPath, lines: Mapping[YamlPath, int]) -> int | None:
+    """The line of a value, or of the nearest enclosing one that has a line."""
+    for end in range(len(location), -1, -1):
+        if location[:end] in lines:
+            return lines[location[:end]]
+    return None
 
 
 def read_yaml(text: str, source: str) -> YamlDocument:

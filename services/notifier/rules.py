@@ -43,7 +43,7 @@ from pydantic_core import ErrorDetails
 
 from shared.events import ClassifiedResponse, EmailAddress, SurveyKind
 from shared.nps import Category
-from shared.yamlfile import YamlFileError, YamlPath, read_yaml
+from shared.yamlfile import YamlFileError, YamlPath, nearest_line, read_yaml
 
 __all__ = [
     "DEFAULT_CHANNEL",
@@ -1148,7 +1148,7 @@ def _describe(
 ) -> tuple[int, str]:
     location: YamlPath = tuple(part for part in error["loc"] if part != "[key]")
     kind = error["type"]
-    line = _nearest_line(location, lines)
+    line = nearest_line(location, lines)
     if kind in ("extra_forbidden", "missing"):
         name, parent = str(location[-1]), location[:-1]
         noun, known = _known_names(parent)
@@ -1160,19 +1160,12 @@ def _describe(
                 message += f" ('{name}' is a setting: indent it under its action)"
         else:
             message = f"missing {noun} {name!r}"
-            line = _nearest_line(parent, lines)
+            line = nearest_line(parent, lines)
         location = parent
     else:
         message = _message(error, location)
     where = f"{source}:{line}" if line else source
     return line or 0, f"{where}: {_context(location, raw)}{message}"
-
-
-def _nearest_line(location: YamlPath, lines: Mapping[YamlPath, int]) -> int | None:
-    for end in range(len(location), -1, -1):
-        if location[:end] in lines:
-            return lines[location[:end]]
-    return None
 
 
 def _context(location: YamlPath, raw: Mapping[str, Any]) -> str:

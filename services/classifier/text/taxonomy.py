@@ -31,7 +31,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from services.classifier.text.language import SUPPORTED_LANGUAGES, LanguageCode
 from services.classifier.text.tokens import WORD, normalise
-from shared.yamlfile import YamlFileError, YamlPath, read_yaml
+from shared.yamlfile import YamlFileError, YamlPath, nearest_line, read_yaml
 
 DEFAULT_TAXONOMY = "taxonomy.yaml"
 
@@ -244,22 +244,15 @@ def _describe(
 ) -> tuple[int | None, str]:
     location = tuple(part for part in error["loc"] if part != "[key]")
     message = str(error["msg"]).removeprefix("Value error, ")
-    line = _nearest_line(location, lines)
+    line = nearest_line(location, lines)
     if error["type"] in ("extra_forbidden", "missing"):
         problem = "unknown" if error["type"] == "extra_forbidden" else "missing"
         message = f"{problem} field {location[-1]!r}"
         location = location[:-1]
         if problem == "missing":
-            line = _nearest_line(location, lines)
+            line = nearest_line(location, lines)
     where = f"{source}:{line}" if line else source
     return line, f"{where}: {_context(location, raw)}{message}"
-
-
-def _nearest_line(location: YamlPath, lines: Mapping[YamlPath, int]) -> int | None:
-    for end in range(len(location), -1, -1):
-        if location[:end] in lines:
-            return lines[location[:end]]
-    return None
 
 
 def _context(location: YamlPath, raw: Mapping[str, Any]) -> str:
