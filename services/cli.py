@@ -183,7 +183,7 @@ def cmd_taxonomy(args: argparse.Namespace) -> int:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    from services.notifier.rules import RulesError, default_rules, format_explanation, load_rules
+    from services.notifier.rules import RulesError, format_explanation, load_rules
 
     settings = _settings()
     if args.action == "check":
@@ -196,6 +196,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
         print(f"{args.target} is valid: {len(rules.rules)} rules ({names})")
         print("channels it names: " + ", ".join(sorted(rules.channels())))
         return 0
+    from services.notifier.bootstrap import configured_rules
     from services.notifier.case_store import SqlCases
     from shared.db import make_engine, migrate, session_factory
     from shared.events import ClassifiedResponse
@@ -207,11 +208,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
         print(f"the notifier has not routed a response {args.target!r}")
         return 1
     try:
-        rules = (
-            load_rules(settings.rules_file, default_channel=settings.slack_channel)
-            if settings.rules_file
-            else default_rules(settings.slack_channel)
-        )
+        rules = configured_rules(settings)
     except (RulesError, OSError) as exc:
         print(f"npsloop: the routing rules cannot be used:\n{exc}", file=sys.stderr)
         return 2

@@ -134,14 +134,17 @@ def dead_letter_publisher(dlq: faust.TopicT) -> SentHook:
     return publish
 
 
+def configured_rules(settings: Settings) -> RuleSet:
+    """NPSLOOP_RULES_FILE, else the shipped rules; RulesError or OSError when unusable."""
+    if settings.rules_file:
+        return load_rules(settings.rules_file, default_channel=settings.slack_channel)
+    return default_rules(settings.slack_channel)
+
+
 def rule_set(settings: Settings) -> RuleSet:
     """The routing rules, checked at start: a broken file or a missing channel stops here."""
     try:
-        rules = (
-            load_rules(settings.rules_file, default_channel=settings.slack_channel)
-            if settings.rules_file
-            else default_rules(settings.slack_channel)
-        )
+        rules = configured_rules(settings)
     except (RulesError, OSError) as exc:
         raise SystemExit(f"npsloop: the routing rules cannot be used:\n{exc}") from exc
     asking = [
