@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceName = Literal["ingest", "classifier", "notifier", "aggregator"]
@@ -184,6 +184,12 @@ class Settings(BaseSettings):
     aggregate_refresh_seconds: float = Field(
         2.0, gt=0, description="How often the aggregator recomputes its windows for /metrics."
     )
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _slack_base_ends_in_a_slash(cls, url: str) -> str:
+        # slack-sdk joins method names onto the base URL: it must end in a slash.
+        return url if url.endswith("/") else url + "/"
 
     def port_of(self, service: ServiceName) -> int:
         if self.web_port is not None:

@@ -273,9 +273,9 @@ class SlackSender:
     """chat.postMessage with the real slack-sdk async client."""
 
     def __init__(self, token: str, base_url: str, timeout_seconds: float) -> None:
-        base = base_url if base_url.endswith("/") else base_url + "/"
+        # base_url ends in "/": the setting guarantees it (slack-sdk joins method names on).
         self._client = AsyncWebClient(
-            token=token, base_url=base, timeout=int(max(timeout_seconds, 1))
+            token=token, base_url=base_url, timeout=int(max(timeout_seconds, 1))
         )
 
     async def send(self, entry: OutboxEntry) -> str:

@@ -171,9 +171,7 @@ def slack_channels(settings: Settings) -> set[str]:
     assert settings.slack_bot_token is not None
     client = WebClient(
         token=settings.slack_bot_token.get_secret_value(),
-        base_url=settings.slack_api_url
-        if settings.slack_api_url.endswith("/")
-        else settings.slack_api_url + "/",
+        base_url=settings.slack_api_url,
         timeout=int(settings.delivery_timeout_seconds),
     )
     known: set[str] = set()

@@ -33,3 +33,11 @@ def test_a_broken_rules_file_stops_the_notifier_naming_the_line(tmp_path: Path) 
 
 def test_the_shipped_rules_start_without_slack_credentials() -> None:
     assert {rule.name for rule in rule_set(Settings()).rules} >= {"detractors", "promoters"}
+
+
+def test_a_slack_base_url_without_its_final_slash_is_given_one() -> None:
+    # slack-sdk joins method names onto the base: "…/api" + "chat.postMessage" would break.
+    assert (
+        Settings(slack_api_url="http://127.0.0.1:9/api").slack_api_url == "http://127.0.0.1:9/api/"
+    )
+    assert Settings().slack_api_url == "https://slack.com/api/"
