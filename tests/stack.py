@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import signal
 import subprocess
@@ -11,12 +12,14 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.process import die_with_parent, free_port
 from shared.settings import SERVICES, ServiceName
 from shared.signing import webhook_headers
+from tests.fakes import SLACK_TEST_TOKEN, FakeServer, FakeSlack, fake_sendgrid, fake_slack
 
 READY_TIMEOUT = 120.0
 
@@ -142,3 +145,33 @@ class Stack:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextlib.contextmanager
+def stack_with_fakes(
+    bootstrap: str,
+    data_dir: Path,
+    env: dict[str, str] | None = None,
+    database_url: str | None = None,
+) -> Iterator[tuple[Stack, FakeSlack, FakeServer]]:
+    """The four workers, their Slack and SendGrid clients pointed at fresh fake servers."""
+    slack, sendgrid = fake_slack(), fake_sendgrid()
+    stack = Stack(
+        bootstrap=bootstrap,
+        database_url=database_url,
+        data_dir=data_dir,
+        env={
+            "NPSLOOP_SLACK_API_URL": slack.url + "/api/",
+            "NPSLOOP_SLACK_BOT_TOKEN": SLACK_TEST_TOKEN,
+            "NPSLOOP_SENDGRID_API_URL": sendgrid.url,
+            "NPSLOOP_SENDGRID_API_KEY": "SG.test-key",
+            **(env or {}),
+        },
+    )
+    try:
+        stack.start()
+        yield stack, slack, sendgrid
+    finally:
+        stack.stop()
+        slack.stop()
+        sendgrid.stop()

@@ -19,10 +19,9 @@ import pytest
 from shared import topics
 from shared.events import DeadLetter, decode
 from shared.signing import TokenSigner
-from tests.fakes import fake_sendgrid, fake_slack
 from tests.integration.test_survey_lifecycle import SCORE_LINK, Lifecycle, html_of
 from tests.kafka_helpers import produce, read_all, wait_for_records
-from tests.stack import TOKEN_SECRET, Stack, http_get, http_post
+from tests.stack import TOKEN_SECRET, http_get, http_post, stack_with_fakes
 
 pytestmark = pytest.mark.integration
 
@@ -31,27 +30,9 @@ pytestmark = pytest.mark.integration
 def classifying(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Lifecycle]:
-    slack, sendgrid = fake_slack(), fake_sendgrid()
-    stack = Stack(
-        bootstrap=kafka_bootstrap,
-        database_url=None,
-        data_dir=tmp_path_factory.mktemp("classifier"),
-        env={
-            "NPSLOOP_SLACK_API_URL": slack.url + "/api/",
-            "NPSLOOP_SLACK_BOT_TOKEN": "xoxb-test-token",
-            "NPSLOOP_SENDGRID_API_URL": sendgrid.url,
-            "NPSLOOP_SENDGRID_API_KEY": "SG.test-key",
-            "NPSLOOP_DELAY_PRODUCT_HOURS": "0",
-            "NPSLOOP_SEND_WINDOW": "00:00-24:00",
-        },
-    )
-    try:
-        stack.start()
-        yield Lifecycle(stack, slack, sendgrid)
-    finally:
-        stack.stop()
-        slack.stop()
-        sendgrid.stop()
+    env = {"NPSLOOP_DELAY_PRODUCT_HOURS": "0", "NPSLOOP_SEND_WINDOW": "00:00-24:00"}
+    with stack_with_fakes(kafka_bootstrap, tmp_path_factory.mktemp("classifier"), env) as running:
+        yield Lifecycle(*running)
 
 
 def classified_for(

@@ -22,9 +22,9 @@ import pytest
 from shared import topics
 from shared.events import Invitation, decode
 from shared.signing import TokenSigner
-from tests.fakes import FakeServer, Received, fake_sendgrid, fake_slack
+from tests.fakes import FakeServer, Received
 from tests.kafka_helpers import read_all
-from tests.stack import TOKEN_SECRET, Stack, http_get, http_post
+from tests.stack import TOKEN_SECRET, Stack, http_get, http_post, stack_with_fakes
 
 pytestmark = pytest.mark.integration
 
@@ -99,31 +99,16 @@ def html_of(mail: Received) -> str:
 def lifecycle(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Lifecycle]:
-    slack, sendgrid = fake_slack(), fake_sendgrid()
-    stack = Stack(
-        bootstrap=kafka_bootstrap,
-        database_url=None,
-        data_dir=tmp_path_factory.mktemp("lifecycle"),
-        env={
-            "NPSLOOP_SLACK_API_URL": slack.url + "/api/",
-            "NPSLOOP_SLACK_BOT_TOKEN": "xoxb-test-token",
-            "NPSLOOP_SENDGRID_API_URL": sendgrid.url,
-            "NPSLOOP_SENDGRID_API_KEY": "SG.test-key",
-            "NPSLOOP_COMPANY_NAME": "Test Shop",
-            # Products are invited at once, services in two days (time for a refund to cancel).
-            "NPSLOOP_DELAY_PRODUCT_HOURS": "0",
-            "NPSLOOP_DELAY_SERVICE_HOURS": "48",
-            "NPSLOOP_SEND_WINDOW": "00:00-24:00",
-            "NPSLOOP_HEARD_FROM_OPTIONS": '["recommendation", "google", "ads"]',
-        },
-    )
-    try:
-        stack.start()
-        yield Lifecycle(stack, slack, sendgrid)
-    finally:
-        stack.stop()
-        slack.stop()
-        sendgrid.stop()
+    env = {
+        "NPSLOOP_COMPANY_NAME": "Test Shop",
+        # Products are invited at once, services in two days (time for a refund to cancel).
+        "NPSLOOP_DELAY_PRODUCT_HOURS": "0",
+        "NPSLOOP_DELAY_SERVICE_HOURS": "48",
+        "NPSLOOP_SEND_WINDOW": "00:00-24:00",
+        "NPSLOOP_HEARD_FROM_OPTIONS": '["recommendation", "google", "ads"]',
+    }
+    with stack_with_fakes(kafka_bootstrap, tmp_path_factory.mktemp("lifecycle"), env) as running:
+        yield Lifecycle(*running)
 
 
 def test_a_purchase_brings_an_invitation_in_danish_with_eleven_score_links_and_unsubscribe(

@@ -42,10 +42,10 @@ from tests.browser import (
     save_phone_and_desktop_screenshots,
     viewport,
 )
-from tests.fakes import Received, fake_sendgrid, fake_slack
+from tests.fakes import Received
 from tests.integration.test_survey_lifecycle import Lifecycle
 from tests.kafka_helpers import read_all
-from tests.stack import TOKEN_SECRET, Stack
+from tests.stack import TOKEN_SECRET, stack_with_fakes
 
 pytestmark = pytest.mark.integration
 
@@ -116,30 +116,15 @@ def token_of(link: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def edge(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
-    slack, sendgrid = fake_slack(), fake_sendgrid()
-    stack = Stack(
-        bootstrap=kafka_bootstrap,
-        database_url=None,
-        data_dir=tmp_path_factory.mktemp("real-edge"),
-        env={
-            "NPSLOOP_SLACK_API_URL": slack.url + "/api/",
-            "NPSLOOP_SLACK_BOT_TOKEN": "xoxb-test-token",
-            "NPSLOOP_SENDGRID_API_URL": sendgrid.url,
-            "NPSLOOP_SENDGRID_API_KEY": "SG.test-key",
-            "NPSLOOP_COMPANY_NAME": COMPANY,
-            "NPSLOOP_DELAY_PRODUCT_HOURS": "0",
-            "NPSLOOP_DELAY_SERVICE_HOURS": "48",
-            "NPSLOOP_SEND_WINDOW": "00:00-24:00",
-            "NPSLOOP_HEARD_FROM_OPTIONS": json.dumps(list(HEARD_FROM)),
-        },
-    )
-    try:
-        stack.start()
-        yield Edge(stack, slack, sendgrid)
-    finally:
-        stack.stop()
-        slack.stop()
-        sendgrid.stop()
+    env = {
+        "NPSLOOP_COMPANY_NAME": COMPANY,
+        "NPSLOOP_DELAY_PRODUCT_HOURS": "0",
+        "NPSLOOP_DELAY_SERVICE_HOURS": "48",
+        "NPSLOOP_SEND_WINDOW": "00:00-24:00",
+        "NPSLOOP_HEARD_FROM_OPTIONS": json.dumps(list(HEARD_FROM)),
+    }
+    with stack_with_fakes(kafka_bootstrap, tmp_path_factory.mktemp("real-edge"), env) as running:
+        yield Edge(*running)
 
 
 @pytest.fixture(scope="module")

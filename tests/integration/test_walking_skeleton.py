@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,9 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from shared import topics
 from shared.events import DeadLetter, decode
 from tests.conftest import create_postgres_database, drop_postgres_database
-from tests.fakes import FakeServer, fake_sendgrid, fake_slack
+from tests.fakes import FakeServer
 from tests.kafka_helpers import produce, read_all, wait_for_records
-from tests.stack import Stack, http_get, http_post
+from tests.stack import Stack, http_get, http_post, stack_with_fakes
 
 pytestmark = pytest.mark.integration
 
@@ -70,30 +69,17 @@ def running(
     database_url = None
     if request.param == "postgresql":
         database_url = create_postgres_database(postgres_admin_url)
-    slack, sendgrid = fake_slack(), fake_sendgrid()
-    data_dir: Path = tmp_path_factory.mktemp(f"stack-{request.param}")
-    stack = Stack(
-        bootstrap=kafka_bootstrap,
-        database_url=database_url,
-        data_dir=data_dir,
-        env={
-            "NPSLOOP_SLACK_API_URL": slack.url + "/api/",
-            "NPSLOOP_SLACK_BOT_TOKEN": "xoxb-test-token",
-            "NPSLOOP_SLACK_CHANNEL": "#cx-alerts",
-            "NPSLOOP_SENDGRID_API_URL": sendgrid.url,
-            "NPSLOOP_SENDGRID_API_KEY": "SG.test-key",
-            "NPSLOOP_REVIEW_GOOGLE_URL": GOOGLE,
-            "NPSLOOP_REVIEW_FACEBOOK_URL": FACEBOOK,
-            "NPSLOOP_COMPANY_NAME": "Test Shop",
-        },
-    )
+    env = {
+        "NPSLOOP_SLACK_CHANNEL": "#cx-alerts",
+        "NPSLOOP_REVIEW_GOOGLE_URL": GOOGLE,
+        "NPSLOOP_REVIEW_FACEBOOK_URL": FACEBOOK,
+        "NPSLOOP_COMPANY_NAME": "Test Shop",
+    }
+    data_dir = tmp_path_factory.mktemp(f"stack-{request.param}")
     try:
-        stack.start()
-        yield Running(stack, slack, sendgrid)
+        with stack_with_fakes(kafka_bootstrap, data_dir, env, database_url) as running:
+            yield Running(*running)
     finally:
-        stack.stop()
-        slack.stop()
-        sendgrid.stop()
         if database_url:
             drop_postgres_database(postgres_admin_url, database_url)
 
