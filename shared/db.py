@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,14 +52,20 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 def make_engine(url: str) -> Engine:
+    # hide_parameters: a database error's text would otherwise carry the statement's values
+    # (addresses, names, comments) into logs and dead letters.
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            hide_parameters=True,
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -121,6 +127,16 @@ def _migration_lock(url: str) -> Iterator[None]:
     yield
 
 
+def lock_until_commit(session: Session, lock_id: int) -> None:
+    """Serialise this transaction with any other taking the same lock, in any process.
+
+    PostgreSQL holds an advisory lock until the transaction ends; SQLite needs none, as it
+    lets one writer at a time, and a reader that then writes is turned away to retry.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+
+
 def insert_ignore(session: Session, table: Any, values: dict[str, Any], keys: list[str]) -> bool:
     """INSERT a row unless one with the same ``keys`` exists; True when inserted."""
     insert = _dialect_insert(session)
@@ -129,12 +145,37 @@ def insert_ignore(session: Session, table: Any, values: dict[str, Any], keys: li
     return bool(getattr(result, "rowcount", 0))
 
 
-def upsert(session: Session, table: Any, values: dict[str, Any], keys: list[str]) -> None:
-    """INSERT a row, or replace the non-key columns of the row with the same ``keys``."""
+def upsert(
+    session: Session,
+    table: Any,
+    values: dict[str, Any],
+    keys: list[str],
+    only_if: Callable[[Any], Any] | None = None,
+) -> bool:
+    """INSERT a row, or replace the non-key columns of the row with the same ``keys``.
+
+    ``only_if``, given the proposed row (``excluded``), is the condition under which an
+    existing row is replaced; it is left as it is otherwise. True when a row was written.
+    """
     insert = _dialect_insert(session)
     statement = insert(table).values(**values)
     changes = {name: statement.excluded[name] for name in values if name not in keys}
-    session.execute(statement.on_conflict_do_update(index_elements=keys, set_=changes))
+    where = None if only_if is None else only_if(statement.excluded)
+    result = session.execute(
+        statement.on_conflict_do_update(index_elements=keys, set_=changes, where=where)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def add_to(session: Session, table: Any, keys: dict[str, Any], amounts: dict[str, int]) -> None:
+    """INSERT a row of ``amounts``, or add them to the row with the same ``keys``.
+
+    The addition happens in the database, so concurrent writers do not lose each other's.
+    """
+    insert = _dialect_insert(session)
+    statement = insert(table).values(**keys, **amounts)
+    additions = {name: table.c[name] + statement.excluded[name] for name in amounts}
+    session.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=additions))
 
 
 def _dialect_insert(session: Session) -> Any:

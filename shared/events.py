@@ -57,12 +57,13 @@ __all__ = [
 
 # Control characters, and lone surrogates (text that cannot be stored or sent as UTF-8).
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
-_LINE_BREAK = re.compile(r"[\r\n\u2028\u2029]")
+# Every line break str.splitlines() knows that _CONTROL lets through: NEL (U+0085) too.
+_LINE_BREAK = re.compile(r"[\r\n\x85\u2028\u2029]")
 # The same rules as JSON Schema patterns, so that clients and fuzzers know them (lone
 # surrogates cannot be written in an ECMA-262 pattern; JSON text cannot carry them anyway
 # but as escapes, which the validators refuse).
 _FREE_TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
-_ONE_LINE_PATTERN = r"^[^\x00-\x1f\x7f\u2028\u2029]*$"
+_ONE_LINE_PATTERN = r"^[^\x00-\x1f\x7f\x85\u2028\u2029]*$"
 # Spelled out rather than \s, which means different things in Python and in JSON Schema.
 _SPACES = r"\x00-\x20\x7f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 _EMAIL_PART = rf"[^@<>\"',;{_SPACES}]+"
@@ -369,13 +370,18 @@ class CaseAction(StrEnum):
 
 
 class CaseEvent(Event):
-    """A step in following up a response (cases topic, key response id)."""
+    """A step in following up a response (cases topic, key response id).
+
+    ``sla_due_at`` is on the opened event: when the case must be claimed by. Older
+    opened events lack it.
+    """
 
     case_id: Identifier
     response_id: Identifier
     action: CaseAction
     actor: Label | None = None
     note: FreeText | None = None
+    sla_due_at: AwareDatetime | None = None
 
 
 class ContactPreference(Event):
@@ -395,7 +401,12 @@ class Digest(Event):
 
 
 class DeadLetter(Event):
-    """An event a service could not process, kept with its original bytes and why."""
+    """An event a service could not process, kept with its original bytes and why.
+
+    A key or value too big to travel in a letter is kept cut to its beginning, with its
+    whole size in ``key_size`` or ``value_size`` (None when kept whole); the whole message
+    is still on its topic, at the partition and offset named.
+    """
 
     model_config = ConfigDict(
         frozen=True, extra="ignore", ser_json_bytes="base64", val_json_bytes="base64"
@@ -410,6 +421,8 @@ class DeadLetter(Event):
     error_type: Label
     error: Annotated[str, Field(max_length=4000)]
     failed_at: datetime
+    key_size: int | None = None
+    value_size: int | None = None
 
 
 class DecodeError(ValueError):
@@ -435,10 +448,22 @@ def encode(event: Event) -> bytes:
     return event.model_dump_json().encode()
 
 
+# The JSON parser's words for text that is no text, said in the terms of whoever wrote it.
+_JSON_TEXT_FAULTS = {
+    "hex escape": "a \\u escape that is an unpaired surrogate",
+    "invalid unicode code point": "bytes that are not UTF-8, such as an encoded surrogate",
+}
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     """One line naming each field that failed and why."""
     parts = []
     for error in exc.errors(include_url=False):
         where = ".".join(str(part) for part in error["loc"]) or "value"
-        parts.append(f"{where}: {error['msg']}")
+        message = error["msg"]
+        if error["type"] == "json_invalid":
+            message += "".join(
+                f" ({fault})" for words, fault in _JSON_TEXT_FAULTS.items() if words in message
+            )
+        parts.append(f"{where}: {message}")
     return "; ".join(parts)

@@ -48,8 +48,8 @@ HEARD_FROM_KEYS: Final[tuple[str, ...]] = (
 class Messages:
     """Every customer-facing text of one locale.
 
-    Fields ending in a question mark take ``{company}``; the greeting takes
-    ``{name}``; ``thanks_for_score`` takes ``{score}``.
+    Fields ending in a question mark, and subjects, take ``{company}``; the greeting
+    takes ``{name}``; ``thanks_for_score`` takes ``{score}``; the others say what they take.
     """
 
     locale: LocaleCode
@@ -73,6 +73,23 @@ class Messages:
     sign_off: str
     unsubscribe_prompt: str
     unsubscribe_link: str
+
+    # The review request (to promoters, or to everyone the review policy asks).
+    review_subject: str
+    review_thanks_promoter: str
+    """Takes ``{company}`` and ``{score}``."""
+    review_thanks: str
+    """Thanks without praise, for a customer the policy asks whatever their score."""
+    review_ask: str
+    review_on_site: str
+    """A review link's label; takes ``{site}`` (Google, Facebook, Trustpilot)."""
+
+    # The follow-up email (to a detractor or a passive, where a rule asks for one).
+    follow_up_subject: str
+    follow_up_sorry: str
+    follow_up_contact: str
+    """Said only when a case was opened, so someone will indeed get in touch."""
+    follow_up_reply: str
 
     # The survey page.
     survey_title: str
@@ -175,6 +192,20 @@ DANISH: Final = Messages(
     sign_off="På forhånd tak for hjælpen",
     unsubscribe_prompt="Vil du ikke have flere undersøgelser fra {company}?",
     unsubscribe_link="Afmeld her",
+    review_subject="Vil du fortælle andre om {company}?",
+    review_thanks_promoter=(
+        "Tak, fordi du gav {company} {score} ud af 10. Det betyder meget for os."
+    ),
+    review_thanks="Tak, fordi du tog dig tid til at svare {company}.",
+    review_ask=(
+        "Vil du dele din oplevelse dér, hvor andre søger råd, inden de vælger? "
+        "Det tager kun et minut."
+    ),
+    review_on_site="Anmeld os på {site}",
+    follow_up_subject="Tak for dit svar til {company}",
+    follow_up_sorry="Vi er kede af, at vi ikke levede op til dine forventninger.",
+    follow_up_contact="En af vores medarbejdere kontakter dig snarest.",
+    follow_up_reply="Svar gerne direkte på denne e-mail – vi læser alle svar.",
     survey_title="Din feedback til {company}",
     thanks_for_score="Tak – du gav os {score} ud af 10",
     change_score="Har du fortrudt? Vælg bare et andet tal.",
@@ -249,6 +280,19 @@ SWEDISH: Final = Messages(
     sign_off="Tack för hjälpen!",
     unsubscribe_prompt="Vill du inte få fler undersökningar från {company}?",
     unsubscribe_link="Avregistrera dig här",
+    review_subject="Vill du berätta för andra om {company}?",
+    review_thanks_promoter=(
+        "Tack för att du gav {company} {score} av 10. Det betyder mycket för oss."
+    ),
+    review_thanks="Tack för att du tog dig tid att svara {company}.",
+    review_ask=(
+        "Vill du dela din upplevelse där andra söker råd innan de väljer? Det tar bara en minut."
+    ),
+    review_on_site="Recensera oss på {site}",
+    follow_up_subject="Tack för ditt svar till {company}",
+    follow_up_sorry="Vi beklagar att vi inte levde upp till dina förväntningar.",
+    follow_up_contact="En av våra medarbetare kontaktar dig så snart som möjligt.",
+    follow_up_reply="Svara gärna direkt på det här mejlet – vi läser alla svar.",
     survey_title="Din återkoppling till {company}",
     thanks_for_score="Tack – du gav oss {score} av 10",
     change_score="Ångrat dig? Välj bara en annan siffra.",
@@ -322,6 +366,17 @@ NORWEGIAN: Final = Messages(
     sign_off="Takk for hjelpen!",
     unsubscribe_prompt="Vil du ikke få flere undersøkelser fra {company}?",
     unsubscribe_link="Meld deg av her",
+    review_subject="Vil du fortelle andre om {company}?",
+    review_thanks_promoter="Takk for at du ga {company} {score} av 10. Det betyr mye for oss.",
+    review_thanks="Takk for at du tok deg tid til å svare {company}.",
+    review_ask=(
+        "Vil du dele opplevelsen din der andre ser etter råd før de velger? Det tar bare et minutt."
+    ),
+    review_on_site="Gi oss en anmeldelse på {site}",
+    follow_up_subject="Takk for svaret ditt til {company}",
+    follow_up_sorry="Vi beklager at vi ikke levde opp til forventningene dine.",
+    follow_up_contact="En av våre medarbeidere tar kontakt med deg så snart som mulig.",
+    follow_up_reply="Svar gjerne direkte på denne e-posten – vi leser alle svar.",
     survey_title="Din tilbakemelding til {company}",
     thanks_for_score="Takk – du ga oss {score} av 10",
     change_score="Ombestemt deg? Bare velg et annet tall.",
@@ -395,6 +450,20 @@ ENGLISH: Final = Messages(
     sign_off="Thank you for your help,",
     unsubscribe_prompt="Rather not get surveys from {company}?",
     unsubscribe_link="Unsubscribe here",
+    review_subject="Would you tell others about {company}?",
+    review_thanks_promoter=(
+        "Thank you for giving {company} {score} out of 10. It means a lot to us."
+    ),
+    review_thanks="Thank you for taking the time to answer {company}.",
+    review_ask=(
+        "Would you share your experience where others look for advice before they choose? "
+        "It only takes a minute."
+    ),
+    review_on_site="Review us on {site}",
+    follow_up_subject="Thank you for your answer to {company}",
+    follow_up_sorry="We are sorry we did not live up to your expectations.",
+    follow_up_contact="Someone from our team will contact you shortly.",
+    follow_up_reply="Feel free to reply to this email – we read every answer.",
     survey_title="Your feedback to {company}",
     thanks_for_score="Thank you – you gave us {score} out of 10",
     change_score="Changed your mind? Just pick another number.",

@@ -1,4 +1,5 @@
-"""The links in a survey invitation: eleven one-click scores and an unsubscribe link.
+"""The links in a survey invitation: eleven one-click scores and an unsubscribe link; and the
+unsubscribe link of every other email to a customer.
 
 Each is a signed token, so the edge can trust what a click says (which invitation,
 which score) without a lookup, and nobody can forge or alter one. Tokens carry ids,
@@ -45,7 +46,26 @@ def survey_links(
     scores = tuple(
         f"{base}/s/{signer.sign({**payload, 's': score}, expires)}" for score in range(11)
     )
-    unsubscribe_payload = {"u": invitation.customer_id, "l": invitation.locale or ""}
-    unsubscribe_expires = (sent_at + timedelta(days=UNSUBSCRIBE_LINK_DAYS)).timestamp()
-    unsubscribe = f"{base}/u/{signer.sign(unsubscribe_payload, unsubscribe_expires)}"
+    unsubscribe = unsubscribe_link(
+        signer, public_url, invitation.customer_id, invitation.locale, sent_at
+    )
     return SurveyLinks(scores, unsubscribe)
+
+
+# A case link works for as long as anyone may look back at a case.
+CASE_LINK_DAYS = 400
+
+
+def case_link(signer: TokenSigner, notifier_url: str, case_id: str, opened_at: datetime) -> str:
+    """The signed link of a case's page; the same case always gets the same link."""
+    expires = (opened_at + timedelta(days=CASE_LINK_DAYS)).timestamp()
+    return f"{notifier_url.rstrip('/')}/cases/{signer.sign({'case': case_id}, expires)}"
+
+
+def unsubscribe_link(
+    signer: TokenSigner, public_url: str, customer_id: str, locale: str | None, sent_at: datetime
+) -> str:
+    """The link that unsubscribes a customer, its page in their language, valid for a year."""
+    payload = {"u": customer_id, "l": locale or ""}
+    expires = (sent_at + timedelta(days=UNSUBSCRIBE_LINK_DAYS)).timestamp()
+    return f"{public_url.rstrip('/')}/u/{signer.sign(payload, expires)}"

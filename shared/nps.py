@@ -8,6 +8,7 @@ gives the standard error and the margin of error without any other input.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -56,6 +57,23 @@ class Counts:
             Category.DETRACTOR: self.detractors,
         }[category]
 
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            self.promoters + other.promoters,
+            self.passives + other.passives,
+            self.detractors + other.detractors,
+        )
+
+    @classmethod
+    def tally(cls, categories: Iterable[Category]) -> Counts:
+        """The counts of a collection of responses' categories."""
+        seen = list(categories)
+        return cls(
+            promoters=seen.count(Category.PROMOTER),
+            passives=seen.count(Category.PASSIVE),
+            detractors=seen.count(Category.DETRACTOR),
+        )
+
 
 def nps(counts: Counts) -> float | None:
     """NPS in points (-100..100); None when there are no responses."""
@@ -91,7 +109,14 @@ class Change:
 
 
 def change(before: Counts, after: Counts, z_critical: float = Z_95) -> Change | None:
-    """Two-sample z-test on NPS; None when either period has no responses."""
+    """Two-sample z-test on NPS: z = (after - before) / sqrt(se_before² + se_after²).
+
+    Significant when |z| reaches ``z_critical`` (1.96 for 95%). None when either period has
+    no responses: there is nothing to compare. When both standard errors are 0 (each
+    period unanimous) any difference is certain (z = ±inf) and no difference is z = 0;
+    with so few responses that a period is unanimous by chance, callers should also look
+    at the sample size (the aggregator does, with its insufficient-sample flag).
+    """
     nps_before, nps_after = nps(before), nps(after)
     se_before, se_after = standard_error(before), standard_error(after)
     if nps_before is None or nps_after is None or se_before is None or se_after is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,6 +75,11 @@ class Settings(BaseSettings):
     slack_bot_token: SecretStr | None = Field(
         None, description="Slack bot token (xoxb-...). Unset: alerts go to the local outbox."
     )
+    slack_signing_secret: SecretStr | None = Field(
+        None,
+        description="Signing secret of your Slack app: ingest checks the case-button clicks Slack "
+        "posts to /slack/actions with it. Unset: the buttons answer 503.",
+    )
     slack_channel: str = Field(
         "#customer-feedback", description="Channel that detractor and passive alerts go to."
     )
@@ -95,10 +101,26 @@ class Settings(BaseSettings):
     email_from_name: str = Field("npsloop", description="Sender name of emails.")
     company_name: str = Field("our shop", description="How emails name the business.")
     review_google_url: str | None = Field(
-        None, description="Link to your Google review page, used in promoters' review requests."
+        None, description="Your Google review page, in review requests of stores without their own."
     )
     review_facebook_url: str | None = Field(
-        None, description="Link to your Facebook review page, used in promoters' review requests."
+        None,
+        description="Your Facebook review page, in review requests of stores without their own.",
+    )
+    review_trustpilot_url: str | None = Field(
+        None,
+        description="Your Trustpilot review page, in review requests of stores without their own.",
+    )
+    review_links_file: Path | None = Field(
+        None,
+        description="Review pages per store (YAML or JSON: default and stores, each with "
+        "google, facebook and trustpilot); a store not in it gets the company's pages above. "
+        "Checked at start.",
+    )
+    review_policy: str = Field(
+        "promoters",
+        description="Who is asked for a review: promoters (where a rule asks), everyone who "
+        "answers, or sample:N (N percent of those who answer, whatever their score).",
     )
     delivery_timeout_seconds: float = Field(
         10.0, gt=0, description="How long one call to Slack or SendGrid may take."
@@ -121,6 +143,11 @@ class Settings(BaseSettings):
         description="Base URL of ingest as customers reach it, for links in emails. "
         "Unset: http://127.0.0.1:<ingest port>.",
     )
+    notifier_public_url: str | None = Field(
+        None,
+        description="Base URL of the notifier as staff reach it, for the case links in alerts. "
+        "Unset: http://127.0.0.1:<notifier port>.",
+    )
     survey_link_days: int = Field(
         30, ge=1, description="How long a survey link works after sending."
     )
@@ -142,7 +169,8 @@ class Settings(BaseSettings):
     send_window: str = Field(
         "09:00-20:00",
         pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]$",
-        description="Local hours in which invitations are sent (never at night).",
+        description="Local hours in which invitations, review requests and follow-up emails "
+        "are sent (never at night).",
     )
     default_timezone: str = Field(
         "Europe/Copenhagen",
@@ -176,6 +204,18 @@ class Settings(BaseSettings):
         description="The theme taxonomy (YAML) the classifier uses; unset: the one shipped "
         "with npsloop. Checked at start; `npsloop taxonomy check FILE` checks one.",
     )
+    slack_channel_interval_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="Least time between two posts to one Slack channel (Slack takes about one "
+        "a second); a post that comes sooner waits in the outbox for its turn.",
+    )
+    burst_threshold: int = Field(
+        5,
+        ge=2,
+        description="Alerts waiting for one Slack channel from which on they are posted as "
+        "one summary (up to 25 a message) instead of one by one.",
+    )
     delivery_max_attempts: int = Field(
         12,
         ge=1,
@@ -184,12 +224,67 @@ class Settings(BaseSettings):
     aggregate_refresh_seconds: float = Field(
         2.0, gt=0, description="How often the aggregator recomputes its windows for /metrics."
     )
+    reporting_timezone: str | None = Field(
+        None,
+        description="Time zone of the aggregator's calendar weeks, daily snapshots and digest "
+        "schedule; unset: NPSLOOP_DEFAULT_TIMEZONE.",
+    )
+    segment_dimensions: list[str] = Field(
+        default_factory=lambda: [
+            "region",
+            "business_unit",
+            "department",
+            "product",
+            "store",
+            "channel",
+        ],
+        description="The segment dimensions NPS is cut by, as JSON (an allow-list of region, "
+        "business_unit, department, product, store, channel).",
+    )
+    segment_max_values: int = Field(
+        20,
+        ge=0,
+        description="Distinct values per dimension that get a segment of their own (the first "
+        "seen, kept for good); later values count in `other`.",
+    )
+    nps_min_sample: int = Field(
+        30,
+        ge=1,
+        description="Responses below which a figure is flagged as an insufficient sample.",
+    )
+    enps_min_group: int = Field(
+        5,
+        ge=1,
+        description="Smallest eNPS group shown on its own; smaller ones fold into `other` or "
+        "stay hidden.",
+    )
+    reporting_currency: str = Field(
+        "DKK",
+        pattern=r"^[A-Z]{3}$",
+        description="Currency of the revenue figures; purchases in another are left out.",
+    )
+    recommendation_answers: list[str] = Field(
+        default_factory=lambda: ["recommendation"],
+        description='Answers to "how did you first hear about us?" that mean a recommendation, '
+        "as JSON.",
+    )
+    digest_schedule: str = Field(
+        "Monday 08:00",
+        pattern=r"^(?i:monday|tuesday|wednesday|thursday|friday|saturday|sunday) "
+        r"([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="When the weekly digest of the last complete week is published: a weekday "
+        "and a local time in the reporting time zone.",
+    )
 
     @field_validator("slack_api_url")
     @classmethod
     def _slack_base_ends_in_a_slash(cls, url: str) -> str:
         # slack-sdk joins method names onto the base URL: it must end in a slash.
         return url if url.endswith("/") else url + "/"
+
+    @property
+    def reporting_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.reporting_timezone or self.default_timezone)
 
     def port_of(self, service: ServiceName) -> int:
         if self.web_port is not None:
@@ -214,6 +309,12 @@ class Settings(BaseSettings):
     @property
     def ingest_public_url(self) -> str:
         return (self.public_url or f"http://127.0.0.1:{self.ingest_port}").rstrip("/")
+
+    @property
+    def notifier_case_url(self) -> str:
+        return (self.notifier_public_url or f"http://127.0.0.1:{self.port_of('notifier')}").rstrip(
+            "/"
+        )
 
     def require_secret(self, name: Literal["webhook_secret", "token_secret"]) -> str:
         value: SecretStr | None = getattr(self, name)

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,13 +18,25 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shared import events
-from shared.metrics import CONTENT_TYPE, StreamMetrics, render
+from shared.metrics import (
+    CONTENT_TYPE,
+    ConsumerLag,
+    PartitionKey,
+    StreamMetrics,
+    partition_lag,
+    render,
+)
 from shared.settings import ServiceName, Settings
 from shared.topics import CUSTOMER_PARTITIONS, DLQ, TopicSpec
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_NAMESPACE = uuid.UUID("6b1f7c1e-52a8-4d0a-9c55-1f1e0c2a7d01")
+# A letter carries the key and value in base64 (a third bigger) and must stay under the
+# producer's and Kafka's default limit of 1 MB, or it cannot be sent: the agent crashes
+# and the message is skipped without a letter. Anything bigger is kept cut to this.
+DEAD_LETTER_MAX_KEY_BYTES = 64 * 1024
+DEAD_LETTER_MAX_VALUE_BYTES = 512 * 1024
 MAX_REQUEST_BYTES = 5 * 1024 * 1024
 
 Handler = Callable[[bytes | None, bytes | None], Awaitable[None]]
@@ -149,11 +161,13 @@ class EventLoop:
             topic=message.topic,
             partition=message.partition,
             offset=message.offset,
-            key=message.key,
-            value=message.value,
+            key=_beginning(message.key, DEAD_LETTER_MAX_KEY_BYTES),
+            value=_beginning(message.value, DEAD_LETTER_MAX_VALUE_BYTES),
             error_type=type(exc).__name__,
             error=reason[:4000],
             failed_at=datetime.now(UTC),
+            key_size=_size_if_over(message.key, DEAD_LETTER_MAX_KEY_BYTES),
+            value_size=_size_if_over(message.value, DEAD_LETTER_MAX_VALUE_BYTES),
         )
         log.warning(
             "%s: %s[%s]@%s went to the dlq: %s: %s",
@@ -169,6 +183,14 @@ class EventLoop:
         self.metrics.dead_letters.labels(self.service, message.topic, letter.error_type).inc()
 
 
+def _beginning(data: bytes | None, limit: int) -> bytes | None:
+    return data if data is None else data[:limit]
+
+
+def _size_if_over(data: bytes | None, limit: int) -> int | None:
+    return len(data) if data is not None and len(data) > limit else None
+
+
 def _describe(exc: Exception) -> str:
     frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" (at {frame[0].filename.rsplit('/', 1)[-1]}:{frame[0].lineno})" if frame else ""
@@ -180,15 +202,51 @@ def dlq_topic(app: faust.App, settings: Settings) -> faust.TopicT:
 
 
 def consumer_ready(app: faust.App) -> bool:
-    """Ready when holding partitions, not rebalancing, and its tables recovered."""
+    """Ready when holding partitions of its topics, not rebalancing, and its tables recovered.
+
+    Faust keeps ``rebalancing`` set from the revocation until recovery has ended, so a
+    worker that joins a group answers not ready until its share is assigned and restored.
+    A standby's changelog partitions alone do not make it ready: it serves nothing.
+    """
     if app.rebalancing or getattr(app, "in_recovery", False):
         return False
     if app.tables and not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
         return False
+    return bool(held_partitions(app))
+
+
+def consumer_lag(app: faust.App) -> dict[PartitionKey, int]:
+    """The lag of every partition the worker's agents consume, as far as it is known.
+
+    Table changelogs are left out: a table's recovery reads them, and the group never
+    commits offsets on them, so they would look forever behind.
+    """
     try:
-        return bool(app.consumer.assignment())
+        consumer = app.consumer
+        held = _held(app)
+        highwaters: dict[PartitionKey, int | None] = {
+            (tp.topic, tp.partition): consumer.highwater(tp) for tp in held
+        }
+        # Faust keeps the offsets it committed, and those it found committed when it was
+        # given the partition, only on its consumer; there is no public accessor.
+        known: Mapping[Any, int | None] = getattr(consumer, "_committed_offset", {})
     except Exception:
-        return False
+        return {}  # not started, or between generations: nothing to tell yet
+    committed = {(tp.topic, tp.partition): known.get(tp) for tp in held}
+    return partition_lag(highwaters, committed)
+
+
+def held_partitions(app: faust.App) -> list[PartitionKey]:
+    """The partitions of its agents' topics that the worker holds now (no changelogs)."""
+    try:
+        return sorted((tp.topic, tp.partition) for tp in _held(app))
+    except Exception:
+        return []  # not started, or between generations
+
+
+def _held(app: faust.App) -> list[Any]:
+    changelogs = app.tables.changelog_topics
+    return [tp for tp in app.consumer.assignment() if tp.topic not in changelogs]
 
 
 def add_health_routes(
@@ -197,18 +255,23 @@ def add_health_routes(
     registry: CollectorRegistry,
     ready: ReadyCheck,
 ) -> None:
-    """/health (alive), /ready (serving its partitions) and /metrics (Prometheus)."""
+    """/health (alive), /ready (serving its partitions, and how many) and /metrics (Prometheus).
+
+    The consumer lag is measured as /metrics is read, so a scrape always sees it fresh.
+    """
+    lag = ConsumerLag.create(registry)
 
     async def health(_request: web.Request) -> web.Response:
         return web.json_response({"service": service, "status": "ok"})
 
     async def readiness(_request: web.Request) -> web.Response:
         is_ready = ready()
-        return web.json_response(
-            {"service": service, "ready": is_ready}, status=200 if is_ready else 503
-        )
+        # How many partitions it holds, so that whoever scales a service out sees the share.
+        body = {"service": service, "ready": is_ready, "partitions": len(held_partitions(app))}
+        return web.json_response(body, status=200 if is_ready else 503)
 
     async def metrics(_request: web.Request) -> web.Response:
+        lag.show(consumer_lag(app))
         body = await asyncio.to_thread(render, registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
