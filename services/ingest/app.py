@@ -10,7 +10,8 @@ from prometheus_client import CollectorRegistry
 
 from services.ingest import agents
 from services.ingest.adapters import Relay
-from services.ingest.planning import Rules, SendWindow
+from services.ingest.planning import Rules
+from services.ingest.slack import SlackActionRoutes
 from services.ingest.store import IngestStore
 from services.ingest.survey import SurveyConfig, SurveyRoutes
 from services.ingest.web import EdgeConfig, IngestRoutes
@@ -18,6 +19,7 @@ from shared import topics
 from shared.db import make_engine, migrate, session_factory
 from shared.i18n import HEARD_FROM_KEYS
 from shared.metrics import StreamMetrics
+from shared.send_window import SendWindow
 from shared.settings import Settings
 from shared.signing import WEBHOOK_TOLERANCE_SECONDS, TokenSigner
 from shared.streams import (
@@ -84,6 +86,14 @@ def create_app(settings: Settings) -> faust.App:
             webhook_secret, settings.max_body_bytes, settings.journal_max_backlog, rules
         ),
         registry=registry,
+    ).register(web_router(app))
+    secret = settings.slack_signing_secret
+    SlackActionRoutes(
+        store,
+        secret.get_secret_value() if secret is not None else None,
+        on_accepted=relay.wake,
+        registry=registry,
+        max_backlog=settings.journal_max_backlog,
     ).register(web_router(app))
     SurveyRoutes(
         store,

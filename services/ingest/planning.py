@@ -8,29 +8,29 @@ Every decision carries its reason, so "why was this customer not surveyed?" has 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from shared.events import Experience, InvitationStatus, Purchase, Segment
+from shared.send_window import SendWindow, in_window, sampled_in, timezone_for
 
-# Where a locale names a country (or a language spoken mostly in one), its main time zone.
-_ZONES = {
-    "da": "Europe/Copenhagen",
-    "dk": "Europe/Copenhagen",
-    "sv": "Europe/Stockholm",
-    "se": "Europe/Stockholm",
-    "no": "Europe/Oslo",
-    "nb": "Europe/Oslo",
-    "nn": "Europe/Oslo",
-    "fi": "Europe/Helsinki",
-    "de": "Europe/Berlin",
-    "gb": "Europe/London",
-    "ie": "Europe/Dublin",
-    "us": "America/New_York",
-}
+# The send window's pieces live in shared/ (the notifier uses them too); ingest's edge
+# imports them from here.
+__all__ = [
+    "CustomerState",
+    "Decision",
+    "Reason",
+    "Rules",
+    "SendWindow",
+    "cancellation_reason",
+    "decide",
+    "in_window",
+    "sampled_in",
+    "sampling_rate",
+    "send_time",
+    "timezone_for",
+]
 
 
 class Reason(StrEnum):
@@ -53,21 +53,6 @@ class CustomerState:
     last_responded_at: datetime | None = None
     unsubscribed: bool = False
     erased: bool = False
-
-
-@dataclass(frozen=True)
-class SendWindow:
-    start: time
-    end: time
-
-    @classmethod
-    def parse(cls, text: str) -> SendWindow:
-        start_text, end_text = text.split("-")
-        end = time(23, 59, 59) if end_text == "24:00" else time.fromisoformat(end_text)
-        window = cls(time.fromisoformat(start_text), end)
-        if window.start >= window.end:
-            raise ValueError(f"the send window {text!r} must start before it ends")
-        return window
 
 
 @dataclass(frozen=True)
@@ -103,46 +88,6 @@ class Decision:
     status: InvitationStatus
     reason: Reason | None
     send_at: datetime | None
-
-
-def timezone_for(explicit: str | None, locale: str | None, default: str) -> ZoneInfo:
-    """The purchase's own time zone, else the locale's country or language, else the default."""
-    candidates = [explicit] if explicit else []
-    if locale:
-        parts = locale.replace("_", "-").lower().split("-")
-        candidates += [_ZONES.get(parts[-1], ""), _ZONES.get(parts[0], "")]
-    candidates.append(default)
-    for name in candidates:
-        if name:
-            try:
-                return ZoneInfo(name)
-            except (ZoneInfoNotFoundError, ValueError):
-                continue
-    return ZoneInfo("UTC")
-
-
-def in_window(moment: datetime, zone: ZoneInfo, window: SendWindow) -> datetime:
-    """The first moment at or after ``moment`` inside the send window (returned in UTC)."""
-    local = moment.astimezone(zone)
-    if local.time() < window.start:
-        local = local.replace(
-            hour=window.start.hour, minute=window.start.minute, second=0, microsecond=0
-        )
-    elif local.time() > window.end:
-        next_day = (local + timedelta(days=1)).date()
-        local = datetime.combine(next_day, window.start, tzinfo=zone)
-    # UTC, whatever offset the purchase came with: databases store the instant, not the offset.
-    return local.astimezone(UTC)
-
-
-def sampled_in(order_id: str, rate: float) -> bool:
-    """A fair, repeatable draw: the same order always gets the same answer."""
-    if rate >= 1.0:
-        return True
-    if rate <= 0.0:
-        return False
-    digest = hashlib.sha256(order_id.encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < rate
 
 
 def sampling_rate(segment: Segment, rules: Rules) -> float:

@@ -54,7 +54,7 @@ class NotJson(ValueError):
     """The request body is not JSON."""
 
 
-def _error(status: int, message: str, **headers: str) -> web.Response:
+def error_response(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers or None)
 
 
@@ -135,17 +135,17 @@ class IngestRoutes:
     ) -> web.Response:
         limit = self.config.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
-            return _error(413, f"the body is over {limit} bytes")
+            return error_response(413, f"the body is over {limit} bytes")
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return _error(413, f"the body is over {limit} bytes")
+            return error_response(413, f"the body is over {limit} bytes")
         if len(raw) > limit:
-            return _error(413, f"the body is over {limit} bytes")
+            return error_response(413, f"the body is over {limit} bytes")
         try:
             webhook_id = verify_webhook(self.config.webhook_secret, request.headers, raw)
         except SignatureError as exc:
-            return _error(401, f"signature refused: {exc}")
+            return error_response(401, f"signature refused: {exc}")
         try:
             body = _json(raw)
         except NotJson as exc:
@@ -160,13 +160,15 @@ class IngestRoutes:
                 self.journal.accept, inbound, webhook_id, received_at, self.config.max_backlog
             )
         except JournalFull:
-            return _error(
+            return error_response(
                 503,
                 "the broker is behind; nothing was accepted, try again",
                 **{"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         except ReplayedWebhook:
-            return _error(401, f"signature refused: webhook-id {webhook_id!r} was already received")
+            return error_response(
+                401, f"signature refused: webhook-id {webhook_id!r} was already received"
+            )
         self.on_accepted()
         return web.json_response(answer, status=202)
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 import threading
 import urllib.error
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,10 +24,21 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import JSON, Integer, String, delete, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from services.notifier.domain import Channel, Delivery
+from services.notifier.bursts import FALLBACK_CHANNEL, SUMMARY_LINE
+from services.notifier.domain import Channel, Delivery, DeliveryKind
 from shared.db import Base, UtcDateTime, insert_ignore
+from shared.events import Contact
+
+log = logging.getLogger(__name__)
 
 PENDING, SENT, FAILED, CANCELLED = "pending", "sent", "failed", "cancelled"
+# What last_error says while an attempt is under way: found by the next attempt, it means
+# the worker died mid-call, so the provider may or may not have the message.
+IN_FLIGHT = "in flight: the attempt did not finish"
+NO_ANSWER = "the provider did not answer in time"
+# A Slack channel's turn is a row of the outbox too, so that every worker sees it (and no
+# migration was needed): next_attempt_at is when the turn ends, attempts counts the turns.
+TURN, CHANNEL_TURN = "turn", "channel_turn"
 
 
 class DeliveryRow(Base):
@@ -68,6 +82,22 @@ class OutboxEntry:
     payload: dict[str, Any]
     attempts: int
     origin_at: datetime | None = None
+    # What the delivery is about: the response id (or invitation id).
+    subject_id: str = ""
+    created_at: datetime | None = None
+    # How the attempt before this one ended (None: this is the first, or it was retried).
+    previous_error: str | None = None
+
+    @property
+    def outcome_unknown(self) -> bool:
+        """The attempt before may have delivered: it died mid-call or got no answer."""
+        return self.attempts > 1 and may_have_delivered(self.previous_error)
+
+
+def may_have_delivered(last_error: str | None) -> bool:
+    """Whether the attempt that left this error may have delivered all the same."""
+    previous = last_error or ""
+    return previous == IN_FLIGHT or previous.startswith(NO_ANSWER)
 
 
 class Outbox(Protocol):
@@ -81,7 +111,35 @@ class Outbox(Protocol):
 
     def mark_sent(self, key: str, provider_ref: str, now: datetime) -> None: ...
 
+    def mark_all_sent(self, keys: Sequence[str], provider_ref: str, now: datetime) -> None:
+        """Mark deliveries sent together, in one message (a burst summary)."""
+
     def mark_retry(self, key: str, error: str, next_attempt_at: datetime) -> None: ...
+
+    def release(self, key: str, next_attempt_at: datetime, previous_error: str | None) -> None:
+        """Give back a claimed delivery that was not tried after all, due again at
+        ``next_attempt_at``; the claim does not count as an attempt, and the delivery keeps
+        what its last real attempt said."""
+
+    def take_turn(self, recipient: str, now: datetime, until: datetime) -> datetime | None:
+        """Take the Slack channel's turn to post, until ``until``; None when taken, else
+        when the turn that holds the channel ends."""
+
+    def hold_turn(self, recipient: str, until: datetime) -> None:
+        """Keep the Slack channel's turn from anyone until ``until`` (a 429's Retry-After)."""
+
+    def claim_waiting(
+        self,
+        kind: str,
+        recipient: str,
+        now: datetime,
+        lease_until: datetime,
+        minimum: int,
+        limit: int,
+    ) -> list[OutboxEntry]:
+        """Claim, like ``claim``, the due Slack deliveries of a kind to a channel, oldest
+        first, up to ``limit``; none unless at least ``minimum`` are due. A delivery whose
+        last attempt may have delivered is left to ``claim``, which looks for it first."""
 
     def mark_failed(self, key: str, error: str) -> None: ...
 
@@ -91,14 +149,27 @@ class Outbox(Protocol):
     def keys_about(self, kind: str, subject_id: str) -> list[str]:
         """The keys of the deliveries of a kind about a response or invitation."""
 
+    def invitation_contact(self, invitation_id: str) -> Contact | None:
+        """Whom an invitation was emailed to (None: not by this notifier, or erased since)."""
+
     def due(self, now: datetime, limit: int) -> list[str]:
         """Keys of pending deliveries whose next attempt is due."""
+
+    def payload_of(self, key: str) -> tuple[str, dict[str, Any]] | None:
+        """The status and payload of a delivery (None when unknown)."""
+
+    def replace_payload(self, key: str, payload: dict[str, Any]) -> bool:
+        """Give a delivery not sent yet new content; True when it was pending."""
 
     def suppress(self, customer_id: str, reason: str, now: datetime, erase: bool) -> int:
         """Stop every email to a customer, cancelling what is pending (and, erasing, their
         personal data in the outbox); returns how many deliveries were cancelled."""
 
     def unsuppress(self, customer_id: str) -> None: ...
+
+    def erase_about(self, subject_id: str) -> None:
+        """Scrub the payloads of the deliveries already sent about a response (the copies
+        of an erased customer's alert); pending ones are redrawn by their sender."""
 
     def is_suppressed(self, customer_id: str) -> bool: ...
 
@@ -136,36 +207,127 @@ class SqlOutbox:
 
     def claim(self, key: str, now: datetime, lease_until: datetime) -> OutboxEntry | None:
         with self._sessions.begin() as session:
-            # One conditional UPDATE: of two workers trying the same row, one wins.
-            claimed = session.execute(
-                update(DeliveryRow)
-                .where(
-                    DeliveryRow.idempotency_key == key,
-                    DeliveryRow.status == PENDING,
-                    DeliveryRow.next_attempt_at <= now,
-                )
-                .values(next_attempt_at=lease_until, attempts=DeliveryRow.attempts + 1)
-            )
-            if getattr(claimed, "rowcount", 0) != 1:
+            previous_error = session.execute(
+                select(DeliveryRow.last_error).where(DeliveryRow.idempotency_key == key)
+            ).scalar_one_or_none()
+            if not _claim_row(session, key, now, lease_until):
                 return None
             row = session.execute(
                 select(DeliveryRow).where(DeliveryRow.idempotency_key == key)
             ).scalar_one()
-            return OutboxEntry(
-                idempotency_key=row.idempotency_key,
-                channel=Channel(row.channel),
-                kind=row.kind,
-                recipient=row.recipient,
-                payload=dict(row.payload),
-                attempts=row.attempts,
-                origin_at=row.origin_at,
-            )
+            return _entry(row, previous_error)
+
+    def claim_waiting(
+        self,
+        kind: str,
+        recipient: str,
+        now: datetime,
+        lease_until: datetime,
+        minimum: int,
+        limit: int,
+    ) -> list[OutboxEntry]:
+        with self._sessions.begin() as session:
+            keys = [
+                key
+                for key, last_error in session.execute(
+                    select(DeliveryRow.idempotency_key, DeliveryRow.last_error)
+                    .where(
+                        DeliveryRow.channel == Channel.SLACK.value,
+                        DeliveryRow.kind == kind,
+                        DeliveryRow.recipient == recipient,
+                        DeliveryRow.status == PENDING,
+                        DeliveryRow.next_attempt_at <= now,
+                    )
+                    .order_by(DeliveryRow.id)
+                    .limit(limit)
+                ).all()
+                if not may_have_delivered(last_error)
+            ]
+            if len(keys) < minimum:
+                return []
+            claimed = []
+            # Row by row with claim's condition, so a row another worker took meanwhile is
+            # skipped, never shared; in key order, so two workers cannot deadlock.
+            for key in sorted(keys):
+                if _claim_row(session, key, now, lease_until):
+                    claimed.append(key)
+            rows = session.execute(
+                select(DeliveryRow)
+                .where(DeliveryRow.idempotency_key.in_(claimed))
+                .order_by(DeliveryRow.id)
+            ).scalars()
+            return [_entry(row) for row in rows]
 
     def mark_sent(self, key: str, provider_ref: str, now: datetime) -> None:
         self._set(key, status=SENT, sent_at=now, provider_ref=provider_ref[:200], last_error=None)
 
+    def mark_all_sent(self, keys: Sequence[str], provider_ref: str, now: datetime) -> None:
+        with self._sessions.begin() as session:
+            session.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.idempotency_key.in_(list(keys)))
+                .values(status=SENT, sent_at=now, provider_ref=provider_ref[:200], last_error=None)
+            )
+
     def mark_retry(self, key: str, error: str, next_attempt_at: datetime) -> None:
         self._set(key, next_attempt_at=next_attempt_at, last_error=error[:2000])
+
+    def release(self, key: str, next_attempt_at: datetime, previous_error: str | None) -> None:
+        with self._sessions.begin() as session:
+            session.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.idempotency_key == key, DeliveryRow.status == PENDING)
+                .values(
+                    next_attempt_at=next_attempt_at,
+                    attempts=DeliveryRow.attempts - 1,
+                    last_error=previous_error,
+                )
+            )
+
+    def take_turn(self, recipient: str, now: datetime, until: datetime) -> datetime | None:
+        key = _turn_key(recipient)
+        with self._sessions.begin() as session:
+            insert_ignore(
+                session,
+                DeliveryRow.__table__,
+                {
+                    "idempotency_key": key,
+                    "channel": Channel.SLACK.value,
+                    "kind": CHANNEL_TURN,
+                    "recipient": recipient,
+                    "response_id": recipient,
+                    "payload": {},
+                    "status": TURN,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                },
+                keys=["idempotency_key"],
+            )
+            # The same conditional UPDATE as a claim: of two workers, one gets the turn.
+            taken = session.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.idempotency_key == key, DeliveryRow.next_attempt_at <= now)
+                .values(next_attempt_at=until, sent_at=now, attempts=DeliveryRow.attempts + 1)
+            )
+            if getattr(taken, "rowcount", 0) == 1:
+                return None
+            busy_until = session.execute(
+                select(DeliveryRow.next_attempt_at).where(DeliveryRow.idempotency_key == key)
+            ).scalar_one()
+            # Never empty: this method alone writes the row, with a time.
+            return busy_until or until
+
+    def hold_turn(self, recipient: str, until: datetime) -> None:
+        with self._sessions.begin() as session:
+            session.execute(
+                update(DeliveryRow)
+                .where(
+                    DeliveryRow.idempotency_key == _turn_key(recipient),
+                    DeliveryRow.next_attempt_at < until,
+                )
+                .values(next_attempt_at=until)
+            )
 
     def mark_failed(self, key: str, error: str) -> None:
         self._set(key, status=FAILED, last_error=error[:2000])
@@ -179,6 +341,36 @@ class SqlOutbox:
                     )
                 ).scalars()
             )
+
+    def payload_of(self, key: str) -> tuple[str, dict[str, Any]] | None:
+        with self._sessions() as session:
+            row = session.execute(
+                select(DeliveryRow.status, DeliveryRow.payload).where(
+                    DeliveryRow.idempotency_key == key
+                )
+            ).first()
+            return None if row is None else (row[0], dict(row[1]))
+
+    def replace_payload(self, key: str, payload: dict[str, Any]) -> bool:
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.idempotency_key == key, DeliveryRow.status == PENDING)
+                .values(payload=payload)
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+    def invitation_contact(self, invitation_id: str) -> Contact | None:
+        with self._sessions() as session:
+            payload = session.execute(
+                select(DeliveryRow.payload).where(
+                    DeliveryRow.kind == DeliveryKind.INVITATION.value,
+                    DeliveryRow.response_id == invitation_id,
+                )
+            ).scalar()
+        if not payload or not payload.get("to_email"):
+            return None
+        return Contact(email=payload["to_email"], name=payload.get("to_name"))
 
     def cancel(self, key: str, reason: str) -> bool:
         with self._sessions.begin() as session:
@@ -214,6 +406,14 @@ class SqlOutbox:
                 )
             return int(getattr(cancelled, "rowcount", 0))
 
+    def erase_about(self, subject_id: str) -> None:
+        with self._sessions.begin() as session:
+            session.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.response_id == subject_id, DeliveryRow.status != PENDING)
+                .values(payload={"erased": True})
+            )
+
     def unsuppress(self, customer_id: str) -> None:
         with self._sessions.begin() as session:
             session.execute(delete(SuppressionRow).where(SuppressionRow.customer_id == customer_id))
@@ -247,11 +447,58 @@ class SqlOutbox:
             )
 
 
+def _turn_key(recipient: str) -> str:
+    return f"{CHANNEL_TURN}:{Channel.SLACK.value}:{recipient}"
+
+
+def _claim_row(session: Session, key: str, now: datetime, lease_until: datetime) -> bool:
+    """One conditional UPDATE: of two workers trying the same pending, due row, one wins; the
+    row says it is in flight until the attempt records how it ended."""
+    claimed = session.execute(
+        update(DeliveryRow)
+        .where(
+            DeliveryRow.idempotency_key == key,
+            DeliveryRow.status == PENDING,
+            DeliveryRow.next_attempt_at <= now,
+        )
+        .values(
+            next_attempt_at=lease_until,
+            attempts=DeliveryRow.attempts + 1,
+            last_error=IN_FLIGHT,
+        )
+    )
+    return getattr(claimed, "rowcount", 0) == 1
+
+
+def _entry(row: DeliveryRow, previous_error: str | None = None) -> OutboxEntry:
+    return OutboxEntry(
+        idempotency_key=row.idempotency_key,
+        channel=Channel(row.channel),
+        kind=row.kind,
+        recipient=row.recipient,
+        payload=dict(row.payload),
+        attempts=row.attempts,
+        origin_at=row.origin_at,
+        subject_id=row.response_id,
+        created_at=row.created_at,
+        previous_error=previous_error,
+    )
+
+
 class DeliveryFailed(Exception):
     """A provider did not take a message. ``permanent`` ones are not retried."""
 
-    def __init__(self, reason: str, *, permanent: bool = False, retry_after: float | None = None):
-        super().__init__(reason)
+    def __init__(
+        self,
+        reason: str,
+        *,
+        permanent: bool = False,
+        retry_after: float | None = None,
+        maybe_delivered: bool = False,
+    ):
+        # A call that got no answer may have delivered all the same: said first in the
+        # reason, which the outbox keeps, so the next attempt looks before it sends.
+        super().__init__(f"{NO_ANSWER}: {reason}" if maybe_delivered else reason)
         self.permanent = permanent
         self.retry_after = retry_after
 
@@ -260,6 +507,22 @@ class Sender(Protocol):
     """Sends one outbox entry; returns the provider's reference or raises DeliveryFailed."""
 
     async def send(self, entry: OutboxEntry) -> str: ...
+
+    async def find(self, entry: OutboxEntry) -> str | None:
+        """The provider's reference of this entry if an earlier attempt delivered it after
+        all (None: not delivered, or the provider cannot tell)."""
+
+
+METADATA_EVENT = "npsloop_delivery"
+_SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{8,}$")
+
+
+def message_metadata(key: str, carried: Sequence[str] = ()) -> dict[str, Any]:
+    """Slack message metadata naming the delivery (and, for a summary, every alert in it)."""
+    payload: dict[str, Any] = {"key": key}
+    if carried:
+        payload["keys"] = list(carried)
+    return {"event_type": METADATA_EVENT, "event_payload": payload}
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -270,18 +533,107 @@ def _retry_after(value: str | None) -> float | None:
 
 
 class SlackSender:
-    """chat.postMessage with the real slack-sdk async client."""
+    """chat.postMessage with the real slack-sdk async client.
+
+    Every message carries its idempotency key in Slack's message metadata, so when an
+    attempt's outcome is unknown (the worker died mid-call, Slack did not answer in time)
+    the next one first looks in the channel's history: a message already there is not
+    posted again. This needs the channels:history scope; without it, the retry posts.
+    """
+
+    # How far back, before the delivery was recorded, its message is looked for.
+    LOOKBACK = timedelta(minutes=2)
+    HISTORY_PAGES = 5
 
     def __init__(self, token: str, base_url: str, timeout_seconds: float) -> None:
         # base_url ends in "/": the setting guarantees it (slack-sdk joins method names on).
         self._client = AsyncWebClient(
             token=token, base_url=base_url, timeout=int(max(timeout_seconds, 1))
         )
+        self._channel_ids: dict[str, str] = {}
+
+    async def find(self, entry: OutboxEntry) -> str | None:
+        if "ts" in entry.payload or entry.created_at is None:
+            # An update changes a message in place: doing it twice shows the same thing.
+            return None
+        oldest = f"{(entry.created_at - self.LOOKBACK).timestamp():.6f}"
+        channels = [entry.payload.get("channel"), entry.payload.get("fallback_channel")]
+        try:
+            for name in [c for c in channels if isinstance(c, str) and c]:
+                channel_id = await self._channel_id(name)
+                if channel_id is None:
+                    continue
+                ts = await self._posted(channel_id, oldest, entry.idempotency_key)
+                if ts is not None and ts.startswith("summary:"):
+                    return f"summary:{channel_id}:{ts.removeprefix('summary:')}"
+                if ts is not None:
+                    return f"{channel_id}:{ts}"
+        except SlackApiError as exc:
+            status = exc.response.status_code
+            if status == 429 or status >= 500:
+                raise DeliveryFailed(
+                    f"Slack answered {status} while looking for an earlier attempt",
+                    retry_after=_retry_after(exc.response.headers.get("Retry-After")),
+                ) from exc
+            # missing_scope, not_in_channel...: it cannot be known; posting again is the
+            # lesser harm than never posting.
+            log.warning("cannot look for an earlier attempt: %s", exc.response.get("error"))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DeliveryFailed(f"Slack unreachable: {type(exc).__name__}: {exc}") from exc
+        return None
+
+    async def _channel_id(self, channel: str) -> str | None:
+        if _SLACK_CHANNEL_ID.match(channel):
+            return channel
+        if channel not in self._channel_ids:
+            cursor = None
+            for _ in range(20):
+                page = await self._client.conversations_list(
+                    cursor=cursor, limit=1000, types="public_channel,private_channel"
+                )
+                listed: list[dict[str, Any]] = page.get("channels", [])
+                for found in listed:
+                    self._channel_ids[f"#{found['name']}"] = found["id"]
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    break
+        return self._channel_ids.get(channel if channel.startswith("#") else f"#{channel}")
+
+    async def _posted(self, channel_id: str, oldest: str, key: str) -> str | None:
+        cursor = None
+        for _ in range(self.HISTORY_PAGES):
+            page = await self._client.conversations_history(
+                channel=channel_id,
+                oldest=oldest,
+                include_all_metadata=True,
+                limit=200,
+                cursor=cursor,
+            )
+            messages: list[dict[str, Any]] = page.get("messages", [])
+            for message in messages:
+                named = (message.get("metadata") or {}).get("event_payload") or {}
+                if named.get("key") == key:
+                    return str(message.get("ts"))
+                if key in (named.get("keys") or ()):
+                    # Posted as a line of a burst summary.
+                    return f"summary:{message.get('ts')}"
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+        return None
 
     async def send(self, entry: OutboxEntry) -> str:
         payload = dict(entry.payload)
-        fallback = payload.pop("fallback_channel", None)
+        fallback = payload.pop(FALLBACK_CHANNEL, None)
+        payload.pop(SUMMARY_LINE, None)
         try:
+            if "ts" in payload:
+                # An alert redrawn in place; link unfurling was settled when it was posted.
+                payload.pop("unfurl_links", None)
+                payload.pop("unfurl_media", None)
+                response = await self._client.chat_update(**payload)
+                return f"{response.get('channel', '')}:{response.get('ts', '')}"
+            payload.setdefault("metadata", message_metadata(entry.idempotency_key))
             try:
                 response = await self._client.chat_postMessage(**payload)
             except SlackApiError as exc:
@@ -301,8 +653,12 @@ class SlackSender:
                 permanent=not transient,
                 retry_after=_retry_after(exc.response.headers.get("Retry-After")),
             ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise DeliveryFailed(f"Slack unreachable: {exc}") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise DeliveryFailed(f"Slack unreachable: {type(exc).__name__}: {exc}") from exc
+            raise DeliveryFailed(
+                f"Slack: {type(exc).__name__}: {exc}", maybe_delivered=True
+            ) from exc
         return f"{response.get('channel', '')}:{response.get('ts', '')}"
 
 
@@ -318,6 +674,11 @@ class SendGridSender:
 
     async def send(self, entry: OutboxEntry) -> str:
         return await asyncio.to_thread(self._send, entry)
+
+    async def find(self, entry: OutboxEntry) -> str | None:
+        # SendGrid cannot be asked whether a message was accepted (short of the paid Email
+        # Activity API): an email whose attempt died mid-call may, rarely, go twice.
+        return None
 
     def _send(self, entry: OutboxEntry) -> str:
         payload = entry.payload
@@ -356,6 +717,21 @@ class LocalOutboxSender:
 
     def __init__(self, path: Path) -> None:
         self._path = path
+
+    async def find(self, entry: OutboxEntry) -> str | None:
+        key = entry.idempotency_key
+        if not entry.outcome_unknown:
+            return None
+        return await asyncio.to_thread(self._find, key)
+
+    def _find(self, key: str) -> str | None:
+        if not self._path.exists():
+            return None
+        with open(self._path, encoding="utf-8") as file:
+            for line in file:
+                if key in line and json.loads(line).get("idempotency_key") == key:
+                    return f"local:{self._path.name}"
+        return None
 
     async def send(self, entry: OutboxEntry) -> str:
         return await asyncio.to_thread(self._append, entry)

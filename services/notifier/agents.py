@@ -5,7 +5,14 @@ from __future__ import annotations
 import faust
 
 from services.notifier.dispatch import Dispatcher
-from shared.events import ClassifiedResponse, ContactPreference, Digest, Invitation, decode
+from shared.events import (
+    CaseEvent,
+    ClassifiedResponse,
+    ContactPreference,
+    Digest,
+    Invitation,
+    decode,
+)
 from shared.streams import EventLoop
 
 RETRY_INTERVAL_SECONDS = 1.0
@@ -19,6 +26,7 @@ def register(
     invitations: faust.TopicT,
     preferences: faust.TopicT,
     digests: faust.TopicT,
+    cases: faust.TopicT,
     dispatcher: Dispatcher,
     loop: EventLoop,
 ) -> None:
@@ -47,6 +55,13 @@ def register(
     async def share_digests(stream: faust.StreamT[bytes]) -> None:
         async def handle(key: bytes | None, value: bytes | None) -> None:
             await dispatcher.handle_digest(decode(Digest, value))
+
+        await loop.run(stream, handle)
+
+    @app.agent(cases, name="follow_cases")
+    async def follow_cases(stream: faust.StreamT[bytes]) -> None:
+        async def handle(key: bytes | None, value: bytes | None) -> None:
+            await dispatcher.handle_case_event(decode(CaseEvent, value))
 
         await loop.run(stream, handle)
 

@@ -23,9 +23,8 @@ pinging anyone, mentioning a user or smuggling a link:
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -44,18 +43,17 @@ from slack_sdk.models.blocks.basic_components import MarkdownTextObject, PlainTe
 
 from services.notifier.cases import Case
 from services.notifier.messages import SECTION_LIMIT, slack_escape
-from shared.events import CaseAction, ClassifiedResponse, KeywordHit, Segment
+from shared.events import ClassifiedResponse, KeywordHit, Segment
 from shared.nps import Category
+from shared.slack_actions import CHANNEL_ID, USER_ID
 
 __all__ = [
     "AlertLine",
     "CaseStateName",
     "CaseView",
-    "SlackAction",
     "alert_message",
     "escape_customer_text",
     "kudos_message",
-    "parse_action",
     "summary_message",
 ]
 
@@ -69,16 +67,12 @@ SUMMARY_MAX_LINES = 25
 SUMMARY_COMMENT_CHARS = 100
 
 CaseStateName = Literal["open", "claimed", "contacted", "resolved"]
-ActionName = Literal["claim", "contacted", "resolve", "reopen"]
 
 _WORD_JOINER = "\u2060"
-_BROADCAST = re.compile(r"@(?=(?:channel|here|everyone)\b)", re.IGNORECASE)
-_SCHEME = re.compile(r"\b([a-z][a-z0-9+.\-]*):(?=//)", re.IGNORECASE)
-_WWW = re.compile(r"\b(www)\.", re.IGNORECASE)
-# Slack user ids (U...) and Enterprise Grid ids (W...): only these become mentions.
-_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
-_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
-_MESSAGE_TS = re.compile(r"^[0-9]{1,12}\.[0-9]{1,8}$")
+# No word boundaries asked for: "0http://", "øwww." and "@herebe" must be broken too.
+_BROADCAST = re.compile(r"@(?=(?:channel|here|everyone))", re.IGNORECASE)
+_SCHEME = re.compile(r"([a-z0-9+.\-]):(?=//)", re.IGNORECASE)
+_WWW = re.compile(r"(www)\.", re.IGNORECASE)
 # A link target we put inside <...|...>: these characters would end or split the link.
 _UNSAFE_IN_LINK = re.compile(r"[\s<>|]")
 _LINK_MAX = 1000
@@ -106,24 +100,13 @@ _LANGUAGE = {
     "en": "English",
     "de": "German",
 }
-# Which buttons a case offers in each state, the first one the suggested next step.
+# Which buttons a case offers in each state, the first one the suggested next step; the
+# action ids are the ones ingest reads (shared.slack_actions.CASE_BUTTONS).
 _BUTTONS: dict[str, tuple[tuple[str, str], ...]] = {
     "open": (("Claim", "case_claim"),),
     "claimed": (("Contacted", "case_contacted"), ("Resolve", "case_resolve")),
     "contacted": (("Resolve", "case_resolve"),),
     "resolved": (("Reopen", "case_reopen"),),
-}
-_ACTIONS: dict[str, ActionName] = {
-    "case_claim": "claim",
-    "case_contacted": "contacted",
-    "case_resolve": "resolve",
-    "case_reopen": "reopen",
-}
-_CASE_ACTIONS: dict[ActionName, CaseAction] = {
-    "claim": CaseAction.CLAIMED,
-    "contacted": CaseAction.CONTACTED,
-    "resolve": CaseAction.RESOLVED,
-    "reopen": CaseAction.REOPENED,
 }
 
 
@@ -195,32 +178,20 @@ class CaseView:
 
 @dataclass(frozen=True)
 class AlertLine:
-    """One alert in a burst summary."""
+    """One alert in a burst summary: linked to its case page when there is one, else
+    named by its response id, as the full alert names it (`npsloop rules explain` takes it)."""
 
     score: int
     category: Category
     comment: str | None
-    case_url: str
+    case_url: str | None
+    response_id: str | None = None
 
     def __post_init__(self) -> None:
-        _check_link(self.case_url, "the case URL")
-
-
-@dataclass(frozen=True)
-class SlackAction:
-    """A click on one of an alert's case buttons, as Slack reported it."""
-
-    action: ActionName
-    case_id: str
-    user_id: str
-    user_name: str
-    channel_id: str
-    message_ts: str
-
-    @property
-    def case_action(self) -> CaseAction:
-        """The step of the case this click asks for."""
-        return _CASE_ACTIONS[self.action]
+        if self.case_url is not None:
+            _check_link(self.case_url, "the case URL")
+        elif not self.response_id:
+            raise ValueError("a summary line needs a case URL or a response id")
 
 
 # --- text helpers ----------------------------------------------------------------------
@@ -259,7 +230,7 @@ def _customer(text: str) -> MarkdownTextObject:
 def _who(user: str) -> str:
     # Ids come from Slack's own payloads, never from customers; anything else is shown as
     # text, so a name typed elsewhere cannot turn into a mention.
-    if _USER_ID.match(user):
+    if USER_ID.match(user):
         return f"<@{user}>"
     return _fit(escape_customer_text(user), 80)
 
@@ -282,7 +253,7 @@ def _step(label: str, by: str | None, at: datetime | None) -> str:
 
 
 def _channel_mention(channel: str) -> str:
-    if _CHANNEL_ID.match(channel):
+    if CHANNEL_ID.match(channel):
         return f"<#{channel}>"
     return "#" + slack_escape(channel.lstrip("#"))
 
@@ -369,12 +340,13 @@ def _case_line(case: CaseView) -> str:
     return "  ·  ".join(steps)
 
 
-def _case_buttons(case: CaseView) -> ActionsBlock:
+def _case_buttons(case: CaseView, response_id: str) -> ActionsBlock:
     buttons = [
         ButtonElement(
             text=PlainTextObject(text=label),
             action_id=action_id,
-            value=case.case_id,
+            # The response id: ingest keys the case event by it and derives the case id.
+            value=response_id,
             # Only the suggested next step is green; Slack advises restraint with styles.
             style="primary" if number == 0 and case.state != "resolved" else None,
         )
@@ -456,7 +428,7 @@ def alert_message(
     if case is not None:
         blocks.append(DividerBlock())
         blocks.append(ContextBlock(elements=[_customer(_case_line(case))]))
-        blocks.append(_case_buttons(case))
+        blocks.append(_case_buttons(case, response.response_id))
 
     store = f" at {segment.store}" if segment.store else ""
     said = f": “{comment[:150]}{'…' if len(comment) > 150 else ''}”" if comment else ""
@@ -488,7 +460,11 @@ def _summary_line(alert: AlertLine) -> str:
         said = f"“{escape_customer_text(shown)}{more}”"
     else:
         said = "_no comment_"
-    return f"{_ICON[alert.category]} *{alert.score}*/10 {said} {_link(alert.case_url, 'case')}"
+    if alert.case_url is not None:
+        where = _link(alert.case_url, "case")
+    else:
+        where = f"`{_fit(escape_customer_text(alert.response_id or ''), _IDENTIFIER_MAX)}`"
+    return f"{_ICON[alert.category]} *{alert.score}*/10 {said} {where}"
 
 
 def summary_message(
@@ -561,79 +537,6 @@ def kudos_message(classified: ClassifiedResponse, channel: str) -> dict[str, Any
     said = f": “{comment[:150]}{'…' if len(comment) > 150 else ''}”" if comment else ""
     fallback = f"A promoter gave us {response.score}/10{' at ' + store if store else ''}{said}"
     return _message(channel, escape_customer_text(fallback), blocks)
-
-
-# --- button clicks ---------------------------------------------------------------------
-
-
-def _text(value: object, where: str, pattern: re.Pattern[str] | None = None) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{where} is missing")
-    if pattern is not None and not pattern.match(value):
-        raise ValueError(f"{where} is not valid: {value!r:.60}")
-    return value
-
-
-def _object(value: object, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{where} is missing")
-    return value
-
-
-def parse_action(payload: Mapping[str, Any]) -> SlackAction:
-    """The case button click in a Slack interactivity payload; ValueError says what is wrong.
-
-    Takes the decoded JSON of the ``payload`` form field, or the form itself (a mapping
-    with ``payload`` as a JSON string). Verify the request's signature first
-    (``shared.slack_signing``): this only reads what a genuine request says.
-    """
-    if "type" not in payload and isinstance(payload.get("payload"), str):
-        try:
-            decoded = json.loads(payload["payload"])
-        except ValueError as exc:
-            raise ValueError(f"the payload field is not JSON: {exc}") from exc
-        payload = _object(decoded, "the payload object")
-    kind = payload.get("type")
-    if kind != "block_actions":
-        raise ValueError(f"not a button click: type is {kind!r:.40}, expected 'block_actions'")
-    actions = payload.get("actions")
-    if not isinstance(actions, list) or not actions:
-        raise ValueError("the payload has no actions")
-    action = _object(actions[0], "actions[0]")
-    action_id = _text(action.get("action_id"), "actions[0].action_id")
-    if action_id not in _ACTIONS:
-        raise ValueError(f"unknown action_id {action_id!r:.60}: not a case button")
-    case_id = _text(action.get("value"), "actions[0].value (the case id)")
-    if len(case_id) > _IDENTIFIER_MAX or any(not char.isprintable() for char in case_id):
-        raise ValueError(f"actions[0].value is not a case id: {case_id!r:.60}")
-    user = _object(payload.get("user"), "user")
-    user_id = _text(user.get("id"), "user.id", _USER_ID)
-    name = user.get("username") or user.get("name")
-    user_name = name if isinstance(name, str) and name else user_id
-    container = payload.get("container")
-    container = container if isinstance(container, Mapping) else {}
-    channel = payload.get("channel")
-    channel = channel if isinstance(channel, Mapping) else {}
-    message = payload.get("message")
-    message = message if isinstance(message, Mapping) else {}
-    channel_id = _text(
-        container.get("channel_id") or channel.get("id"),
-        "container.channel_id / channel.id",
-        _CHANNEL_ID,
-    )
-    message_ts = _text(
-        container.get("message_ts") or message.get("ts"),
-        "container.message_ts / message.ts",
-        _MESSAGE_TS,
-    )
-    return SlackAction(
-        action=_ACTIONS[action_id],
-        case_id=case_id,
-        user_id=user_id,
-        user_name=user_name[:_IDENTIFIER_MAX],
-        channel_id=channel_id[:_IDENTIFIER_MAX],
-        message_ts=message_ts,
-    )
 
 
 def escalation_message(classified: ClassifiedResponse, channel: str, case: Case) -> dict[str, Any]:

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import faust
 from prometheus_client import CollectorRegistry
 
 from services.notifier import agents, bootstrap
+from services.notifier.web import CaseRoutes
 from shared import topics
 from shared.metrics import StreamMetrics
 from shared.settings import Settings
-from shared.streams import EventLoop, add_health_routes, consumer_ready, dlq_topic, make_app, topic
+from shared.signing import TokenSigner
+from shared.streams import (
+    EventLoop,
+    add_health_routes,
+    consumer_ready,
+    dlq_topic,
+    make_app,
+    topic,
+    web_router,
+)
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -17,16 +29,20 @@ def create_app(settings: Settings) -> faust.App:
     registry = CollectorRegistry()
     invitations = topic(app, topics.INVITATIONS, settings)
     dlq = dlq_topic(app, settings)
+    cases = topic(app, topics.CASES, settings)
+    dispatcher = bootstrap.dispatcher(settings, registry, invitations, dlq, cases)
     agents.register(
         app,
         classified=topic(app, topics.RESPONSES_CLASSIFIED, settings),
         invitations=invitations,
         preferences=topic(app, topics.CONTACT_PREFERENCES, settings),
         digests=topic(app, topics.DIGESTS, settings),
-        dispatcher=bootstrap.dispatcher(
-            settings, registry, invitations, dlq, topic(app, topics.CASES, settings)
-        ),
+        cases=cases,
+        dispatcher=dispatcher,
         loop=EventLoop("notifier", dlq, StreamMetrics.create(registry)),
     )
+    if dispatcher.cases is not None:
+        signer = TokenSigner(settings.require_secret("token_secret").encode())
+        CaseRoutes(dispatcher.cases, signer, lambda: datetime.now(UTC)).register(web_router(app))
     add_health_routes(app, "notifier", registry, ready=lambda: consumer_ready(app))
     return app

@@ -19,20 +19,30 @@ from services.notifier.adapters import (
     SlackSender,
     SqlOutbox,
 )
+from services.notifier.bursts import BurstPolicy
 from services.notifier.case_store import SqlCases
-from services.notifier.dispatch import CaseHook, DeliveryMetrics, Dispatcher, LinkMaker, SentHook
-from services.notifier.domain import Channel, DeliveryKind, LoopConfig
-from services.notifier.rules import (
-    FollowUpEmail,
-    RulesError,
-    RuleSet,
-    default_rules,
-    load_rules,
+from services.notifier.cases import Case
+from services.notifier.dispatch import (
+    CaseHook,
+    CaseLinker,
+    DeliveryMetrics,
+    Dispatcher,
+    LinkMaker,
+    SentHook,
 )
+from services.notifier.domain import Channel, DeliveryKind, LoopConfig
+from services.notifier.review_store import (
+    ReviewLedger,
+    SqlReviewDecisions,
+    review_decisions_counter,
+)
+from services.notifier.reviews import ReviewConfigError, ReviewLinks, ReviewPolicy, review_links
+from services.notifier.rules import RulesError, RuleSet, default_rules, load_rules
 from shared.db import make_engine, migrate, session_factory
 from shared.events import CaseEvent, Contact, DeadLetter, Invitation, InvitationStatus, encode
 from shared.ids import derived_id
-from shared.links import SurveyLinks, survey_links
+from shared.links import SurveyLinks, case_link, survey_links, unsubscribe_link
+from shared.send_window import SendWindow
 from shared.settings import Settings
 from shared.signing import TokenSigner
 
@@ -40,20 +50,46 @@ DEAD_DELIVERY = uuid.UUID("d2f6a1c0-3b4e-4e1f-8c7d-9a0b1c2d3e4f")
 
 
 def loop_config(settings: Settings) -> LoopConfig:
-    links = {
-        site: url
-        for site, url in (
-            ("google", settings.review_google_url),
-            ("facebook", settings.review_facebook_url),
+    """The loops as configured, checked: a bad review policy or review page stops the start,
+    naming every setting or file line to fix."""
+    problems: list[str] = []
+    policy = ReviewPolicy()
+    links = ReviewLinks()
+    try:
+        policy = ReviewPolicy.parse(settings.review_policy)
+    except ReviewConfigError as exc:
+        problems.extend(exc.problems)
+    try:
+        links = review_links(
+            {
+                "google": settings.review_google_url,
+                "facebook": settings.review_facebook_url,
+                "trustpilot": settings.review_trustpilot_url,
+            },
+            settings.review_links_file,
         )
-        if url
-    }
+    except ReviewConfigError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise SystemExit(
+            "npsloop: the review requests cannot be set up:\n"
+            + "\n".join(f"  {problem}" for problem in problems)
+        )
+    signer = TokenSigner(settings.require_secret("token_secret").encode())
+
+    def unsubscribe(customer_id: str, locale: str | None, sent_at: datetime) -> str:
+        return unsubscribe_link(signer, settings.ingest_public_url, customer_id, locale, sent_at)
+
     return LoopConfig(
         slack_channel=settings.slack_channel,
         company_name=settings.company_name,
         review_links=links,
+        review_policy=policy,
         digest_channel=settings.digest_channel,
         escalation_channel=settings.escalation_channel,
+        send_window=SendWindow.parse(settings.send_window),
+        default_timezone=settings.default_timezone,
+        unsubscribe_link=unsubscribe,
     )
 
 
@@ -88,6 +124,15 @@ def link_maker(settings: Settings) -> LinkMaker:
         )
 
     return links
+
+
+def case_linker(settings: Settings) -> CaseLinker:
+    signer = TokenSigner(settings.require_secret("token_secret").encode())
+
+    def link(case: Case) -> str:
+        return case_link(signer, settings.notifier_case_url, case.case_id, case.opened_at)
+
+    return link
 
 
 def sent_publisher(invitations: faust.TopicT) -> SentHook:
@@ -147,15 +192,6 @@ def rule_set(settings: Settings) -> RuleSet:
         rules = configured_rules(settings)
     except (RulesError, OSError) as exc:
         raise SystemExit(f"npsloop: the routing rules cannot be used:\n{exc}") from exc
-    asking = [
-        rule.name for rule in rules.rules if any(isinstance(a, FollowUpEmail) for a in rule.then)
-    ]
-    if asking:
-        # Refused rather than ignored: a rule must never look as if it acted when it did not.
-        raise SystemExit(
-            f"npsloop: rule(s) {', '.join(asking)} ask for follow_up_email, which this version "
-            "of the notifier does not send yet; use open_case with a question instead"
-        )
     if settings.slack_bot_token:
         missing = sorted(rules.channels() - slack_channels(settings))
         if missing:
@@ -212,10 +248,12 @@ def dispatcher(
     if settings.migrate_on_start:
         migrate(url)
     sessions = session_factory(make_engine(url))
+    config = loop_config(settings)
+    outbox = SqlOutbox(sessions)
     return Dispatcher(
-        SqlOutbox(sessions),
+        outbox,
         senders(settings),
-        loop_config(settings),
+        config,
         DeliveryMetrics.create(registry),
         attempt_timeout_seconds=settings.delivery_timeout_seconds,
         retry_max_seconds=settings.delivery_retry_max_seconds,
@@ -226,4 +264,12 @@ def dispatcher(
         rules=rule_set(settings),
         cases=SqlCases(sessions),
         on_case=case_publisher(cases_topic),
+        case_links=case_linker(settings),
+        bursts=BurstPolicy(settings.slack_channel_interval_seconds, settings.burst_threshold),
+        reviews=ReviewLedger(
+            SqlReviewDecisions(sessions),
+            config,
+            outbox.is_suppressed,
+            review_decisions_counter(registry),
+        ),
     )

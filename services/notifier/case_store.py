@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, String, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from services.notifier.cases import Case, CaseState
+from services.notifier.cases import Case, CaseError, CaseState
 from shared.db import Base, UtcDateTime, insert_ignore, upsert
+from shared.events import CaseAction, CaseEvent
 
 When = UtcDateTime
 
@@ -40,10 +43,52 @@ class AlertRow(Base):
     __tablename__ = "notifier_alerts"
 
     response_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    customer_id: Mapped[str | None] = mapped_column(String(200), index=True)
     channel: Mapped[str | None] = mapped_column(String(200))
     ts: Mapped[str | None] = mapped_column(String(40))
     classified: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(When)
+
+
+class CaseStepRow(Base):
+    __tablename__ = "notifier_case_steps"
+
+    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(36), index=True)
+    action: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str | None] = mapped_column(String(120))
+    at: Mapped[datetime] = mapped_column(When)
+    outcome: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(String(2000))
+
+
+class UnknownCase(LookupError):
+    """A case event about a case this notifier never opened: a dead letter, not a guess."""
+
+
+class StepOutcome(StrEnum):
+    APPLIED = "applied"
+    REFUSED = "refused"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    outcome: StepOutcome
+    before: Case
+    after: Case
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class CaseStep:
+    """One line of a case's history."""
+
+    action: str
+    actor: str | None
+    at: datetime
+    outcome: str
+    note: str | None
 
 
 @dataclass(frozen=True)
@@ -85,6 +130,36 @@ def _case(row: CaseRow) -> Case:
     )
 
 
+ERASED_COMMENT = "[erased at the customer's request]"
+
+
+def erased(classified: dict[str, Any]) -> dict[str, Any]:
+    """A stored classified response without what the customer wrote or who they are."""
+    scrubbed = copy.deepcopy(classified)
+    response = scrubbed.get("response") or {}
+    if response.get("comment"):
+        response["comment"] = ERASED_COMMENT
+    response["answers"] = {}
+    response["contact"] = {}
+    response["customer_id"] = "erased"
+    for hits in ("themes", "urgent"):
+        for hit in scrubbed.get(hits) or []:
+            hit["words"] = []
+    return scrubbed
+
+
+def _write(session: Session, case: Case, now: datetime) -> None:
+    session.execute(
+        update(CaseRow)
+        .where(CaseRow.case_id == case.case_id)
+        .values(
+            state=case.state.value,
+            updated_at=now,
+            **{name: getattr(case, name) for name in _CASE_FIELDS},
+        )
+    )
+
+
 class SqlCases:
     """The notifier's cases; the unique response id keeps it to one case per response."""
 
@@ -118,15 +193,68 @@ class SqlCases:
 
     def save(self, case: Case, now: datetime) -> None:
         with self._sessions.begin() as session:
-            session.execute(
-                update(CaseRow)
-                .where(CaseRow.case_id == case.case_id)
-                .values(
-                    state=case.state.value,
-                    updated_at=now,
-                    **{name: getattr(case, name) for name in _CASE_FIELDS},
+            _write(session, case, now)
+
+    def apply_step(self, event: CaseEvent, now: datetime) -> StepResult:
+        """Apply a case event once: a step already seen is a duplicate, a step that does not
+        fit the case's state is refused (and kept in the history with why); UnknownCase when
+        the case does not exist. Opened and escalated are history only: they were applied
+        where they happened."""
+        with self._sessions.begin() as session:
+            # FOR UPDATE: two workers applying two clicks on one case take turns.
+            row = session.get(CaseRow, event.case_id, with_for_update=True)
+            if row is None:
+                raise UnknownCase(
+                    f"case {event.case_id} (response {event.response_id}) does not exist here"
                 )
+            before = _case(row)
+            if session.get(CaseStepRow, str(event.event_id)) is not None:
+                return StepResult(StepOutcome.DUPLICATE, before, before)
+            after, outcome, reason = before, StepOutcome.APPLIED, None
+            if event.action not in (CaseAction.OPENED, CaseAction.ESCALATED):
+                try:
+                    after = before.apply(event.action, event.actor, event.occurred_at)
+                except CaseError as exc:
+                    outcome, reason = StepOutcome.REFUSED, str(exc)
+            inserted = insert_ignore(
+                session,
+                CaseStepRow.__table__,
+                {
+                    "event_id": str(event.event_id),
+                    "case_id": event.case_id,
+                    "action": event.action.value,
+                    "actor": event.actor,
+                    "at": event.occurred_at,
+                    "outcome": outcome.value,
+                    "note": (reason or event.note or None),
+                },
+                keys=["event_id"],
             )
+            if not inserted:
+                return StepResult(StepOutcome.DUPLICATE, before, before)
+            if after is not before:
+                _write(session, after, now)
+            return StepResult(outcome, before, after, reason)
+
+    def steps(self, case_id: str) -> list[CaseStep]:
+        """The case's history, oldest first."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(CaseStepRow)
+                .where(CaseStepRow.case_id == case_id)
+                .order_by(CaseStepRow.at, CaseStepRow.event_id)
+            ).scalars()
+            return [CaseStep(r.action, r.actor, r.at, r.outcome, r.note) for r in rows]
+
+    def open_by_segment(self) -> list[tuple[str, dict[str, Any]]]:
+        """State and segment of every case not resolved, for the cases-open gauge."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(CaseRow.state, CaseRow.segment).where(
+                    CaseRow.state != CaseState.RESOLVED.value
+                )
+            ).all()
+            return [(state, dict(segment or {})) for state, segment in rows]
 
     def due_for_escalation(self, now: datetime, limit: int = 100) -> list[Case]:
         with self._sessions() as session:
@@ -142,21 +270,42 @@ class SqlCases:
             ).scalars()
             return [_case(row) for row in rows]
 
-    def forget_customer(self, customer_id: str) -> None:
-        """Erasure: cases keep what staff did, not who the customer was."""
+    def forget_customer(self, customer_id: str) -> list[str]:
+        """Erasure: cases keep what staff did, not who the customer was; the alerts' copies
+        of their responses lose the comment, the answers and the contact. Returns the
+        response ids whose alerts were scrubbed (to redraw them in Slack)."""
         with self._sessions.begin() as session:
             session.execute(
                 update(CaseRow).where(CaseRow.customer_id == customer_id).values(customer_id=None)
             )
+            alerts = session.execute(
+                select(AlertRow).where(AlertRow.customer_id == customer_id)
+            ).scalars()
+            scrubbed = []
+            for alert in alerts:
+                alert.classified = erased(alert.classified)
+                alert.customer_id = None
+                scrubbed.append(alert.response_id)
+            return scrubbed
 
-    def remember_alert(self, response_id: str, classified: dict[str, Any], now: datetime) -> None:
+    def remember_alert(self, response_id: str, classified: dict[str, Any], now: datetime) -> bool:
+        """Keep the latest version of a response for its alert; True when it is a new version
+        (not a redelivery of the one kept)."""
         with self._sessions.begin() as session:
+            kept = session.get(AlertRow, response_id)
+            changed = kept is None or kept.classified.get("event_id") != classified.get("event_id")
             upsert(
                 session,
                 AlertRow.__table__,
-                {"response_id": response_id, "classified": classified, "updated_at": now},
+                {
+                    "response_id": response_id,
+                    "customer_id": (classified.get("response") or {}).get("customer_id"),
+                    "classified": classified,
+                    "updated_at": now,
+                },
                 keys=["response_id"],
             )
+            return changed
 
     def alert_posted(self, response_id: str, channel: str, ts: str, now: datetime) -> None:
         with self._sessions.begin() as session:

@@ -7,14 +7,12 @@ who and when, so time to claim and time to contact can be measured.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from shared.events import CaseAction
-
-CASE_NAMESPACE = uuid.UUID("a4d0c3f1-8f0e-4b7a-9a51-5c1f0b7e2a11")
+from shared.ids import case_id_for
 
 
 class CaseState(StrEnum):
@@ -26,11 +24,6 @@ class CaseState(StrEnum):
 
 class CaseError(ValueError):
     """A step that does not fit the case: it is refused with the reason."""
-
-
-def case_id_for(response_id: str) -> str:
-    """One case per response, with an id anyone who knows the response can derive."""
-    return str(uuid.uuid5(CASE_NAMESPACE, response_id))
 
 
 @dataclass(frozen=True)

@@ -5,16 +5,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections import Counter as Counter_
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from random import Random
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.notifier.adapters import DeliveryFailed, Outbox, OutboxEntry, Sender
-from services.notifier.alerts import escalation_message
-from services.notifier.case_store import SqlCases
+from services.notifier.adapters import (
+    NO_ANSWER,
+    PENDING,
+    DeliveryFailed,
+    Outbox,
+    OutboxEntry,
+    Sender,
+    message_metadata,
+)
+from services.notifier.alerts import CaseView, alert_message, escalation_message
+from services.notifier.bursts import BurstPolicy, can_join_a_summary, summary_of
+from services.notifier.case_store import SqlCases, StepOutcome
 from services.notifier.cases import Case
 from services.notifier.domain import (
     Channel,
@@ -22,9 +33,11 @@ from services.notifier.domain import (
     DeliveryKind,
     LoopConfig,
     plan,
+    plan_alert_update,
     plan_digest,
     plan_invitation,
 )
+from services.notifier.review_store import ReviewLedger
 from services.notifier.rules import OpenCase, RuleSet, default_rules
 from shared.events import (
     CaseAction,
@@ -35,7 +48,7 @@ from shared.events import (
     Invitation,
     InvitationStatus,
 )
-from shared.ids import derived_id
+from shared.ids import case_id_for, derived_id
 from shared.links import SurveyLinks
 
 SentHook = Callable[[OutboxEntry, str], Awaitable[None]]
@@ -43,8 +56,28 @@ SentHook = Callable[[OutboxEntry, str], Awaitable[None]]
 ONCE_PER_RESPONSE = frozenset({DeliveryKind.ALERT, DeliveryKind.KUDOS})
 CaseHook = Callable[[CaseEvent], Awaitable[None]]
 LinkMaker = Callable[[Invitation], SurveyLinks]
+CaseLinker = Callable[[Case], str]
+# Steps staff take from the alert's buttons; opened and escalated happen in the notifier.
+STAFF_STEPS = frozenset(
+    {CaseAction.CLAIMED, CaseAction.CONTACTED, CaseAction.RESOLVED, CaseAction.REOPENED}
+)
 
 log = logging.getLogger(__name__)
+
+OUTCOMES = (
+    "sent",
+    "coalesced",
+    "retry",
+    "failed",
+    "duplicate",
+    "cancelled",
+    "suppressed",
+    "found",
+)
+# How a delivery sent as a line of a burst summary is referenced: "summary:<channel>:<ts>".
+SUMMARY_REFERENCE = "summary:"
+# Distinct values of one segment dimension the cases-open gauge shows before "other".
+CASE_SEGMENT_VALUES = 20
 
 
 @dataclass(frozen=True)
@@ -54,19 +87,25 @@ class DeliveryMetrics:
     pending: Gauge
     dead: Gauge
     escalations: Counter
+    case_steps: Counter
+    time_to_claim: Histogram
+    time_to_contact: Histogram
+    cases_open: Gauge
+    summaries: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> DeliveryMetrics:
         deliveries = Counter(
             "npsloop_deliveries_total",
-            "Deliveries by channel, kind and outcome "
-            "(sent, retry, failed, duplicate, cancelled, suppressed).",
+            "Deliveries by channel, kind and outcome (sent, coalesced into a burst summary, "
+            "retry, failed, duplicate, cancelled, suppressed; found: an attempt that seemed "
+            "lost had delivered, so it was not sent again).",
             ["channel", "kind", "outcome"],
             registry=registry,
         )
         for channel in Channel:
             for kind in DeliveryKind:
-                for outcome in ("sent", "retry", "failed", "duplicate", "cancelled", "suppressed"):
+                for outcome in OUTCOMES:
                     deliveries.labels(channel.value, kind.value, outcome)
         latency = Histogram(
             "npsloop_delivery_latency_seconds",
@@ -91,7 +130,67 @@ class DeliveryMetrics:
             "Cases escalated because nobody claimed them within their SLA.",
             registry=registry,
         )
-        return cls(deliveries, latency, pending, dead, escalations)
+        case_steps = Counter(
+            "npsloop_case_steps_total",
+            "Case steps from the alerts' buttons by action and outcome (applied, refused: did "
+            "not fit the case's state, duplicate: already applied).",
+            ["action", "outcome"],
+            registry=registry,
+        )
+        for action in STAFF_STEPS:
+            for outcome in StepOutcome:
+                case_steps.labels(action.value, outcome.value)
+        # Hours, not seconds, are the scale of an SLA: buckets from a minute to a week.
+        case_buckets = (
+            60,
+            300,
+            900,
+            1800,
+            3600,
+            4 * 3600,
+            8 * 3600,
+            24 * 3600,
+            48 * 3600,
+            72 * 3600,
+            7 * 24 * 3600,
+        )
+        time_to_claim = Histogram(
+            "npsloop_case_time_to_claim_seconds",
+            "From a case opening to someone claiming it.",
+            buckets=case_buckets,
+            registry=registry,
+        )
+        time_to_contact = Histogram(
+            "npsloop_case_time_to_contact_seconds",
+            "From a case opening to the customer being contacted.",
+            buckets=case_buckets,
+            registry=registry,
+        )
+        cases_open = Gauge(
+            "npsloop_cases_open",
+            "Cases not resolved, by state and by segment (one series per dimension and value; "
+            f"past {CASE_SEGMENT_VALUES} values of a dimension the rest count as other).",
+            ["state", "dimension", "value"],
+            registry=registry,
+        )
+        summaries = Counter(
+            "npsloop_alert_summaries_total",
+            "Burst summaries posted to Slack, each instead of several alerts (counted in "
+            "npsloop_deliveries_total as coalesced).",
+            registry=registry,
+        )
+        return cls(
+            deliveries,
+            latency,
+            pending,
+            dead,
+            escalations,
+            case_steps,
+            time_to_claim,
+            time_to_contact,
+            cases_open,
+            summaries,
+        )
 
 
 class Dispatcher:
@@ -115,7 +214,13 @@ class Dispatcher:
         rules: RuleSet | None = None,
         cases: SqlCases | None = None,
         on_case: CaseHook | None = None,
+        case_links: CaseLinker | None = None,
+        bursts: BurstPolicy | None = None,
+        reviews: ReviewLedger | None = None,
     ) -> None:
+        self.case_links = case_links
+        self.bursts = bursts or BurstPolicy()
+        self.reviews = reviews
         self.rules = rules or default_rules(config.slack_channel)
         self.cases = cases
         self.on_case = on_case
@@ -134,29 +239,121 @@ class Dispatcher:
 
     async def handle(self, classified: ClassifiedResponse) -> None:
         routing = self.rules.evaluate(classified)
+        response_id = classified.response.response_id
+        # Without a case store there is no alert to redraw: a later version is a duplicate.
+        new_version = False
+        case: Case | None = None
         if self.cases is not None:
-            await asyncio.to_thread(
+            new_version = await asyncio.to_thread(
                 self.cases.remember_alert,
-                classified.response.response_id,
+                response_id,
                 classified.model_dump(mode="json"),
                 self.clock(),
             )
             for action in routing.actions:
                 if isinstance(action, OpenCase):
                     await self._open_case(classified, action)
-        for delivery in plan(classified, self.config, routing.actions):
+            case = await asyncio.to_thread(self.cases.get, case_id_for(response_id))
+        classified = await self._with_invitation_contact(classified)
+        if self.reviews is not None:
+            await self.reviews.record(classified, routing.actions, self.clock())
+        deliveries = plan(classified, self.config, routing.actions, self.clock(), self._view(case))
+        for delivery in deliveries:
             if delivery.kind in ONCE_PER_RESPONSE:
                 # A later version of a response (a comment added, a context that arrived
-                # late) may route elsewhere: it never posts a second alert or kudos.
+                # late) never posts a second alert or kudos, wherever it routes: the alert
+                # already there is redrawn in place instead.
                 earlier = await asyncio.to_thread(
                     self.outbox.keys_about, delivery.kind.value, delivery.subject_id
                 )
-                if earlier and delivery.idempotency_key not in earlier:
-                    self.metrics.deliveries.labels(
-                        delivery.channel.value, delivery.kind.value, "duplicate"
-                    ).inc()
+                if earlier:
+                    if delivery.kind == DeliveryKind.ALERT and new_version:
+                        await self.refresh_alert(response_id, str(classified.event_id))
+                    else:
+                        self.metrics.deliveries.labels(
+                            delivery.channel.value, delivery.kind.value, "duplicate"
+                        ).inc()
                     continue
             await self._deliver(delivery)
+
+    def _view(self, case: Case | None) -> CaseView | None:
+        if case is None or self.case_links is None:
+            return None
+        return CaseView.of(case, self.case_links(case))
+
+    async def handle_case_event(self, event: CaseEvent) -> None:
+        """A step of a case: applied once, then shown on the alert in place.
+
+        A step for a case that does not exist raises UnknownCase (a dead letter); one that
+        does not fit the case's state (claiming a resolved case) is refused and counted.
+        """
+        if self.cases is None:
+            return
+        result = await asyncio.to_thread(self.cases.apply_step, event, self.clock())
+        if event.action not in STAFF_STEPS:
+            return
+        self.metrics.case_steps.labels(event.action.value, result.outcome.value).inc()
+        if result.outcome == StepOutcome.REFUSED:
+            log.info("case step refused: %s", result.reason)
+        if result.outcome != StepOutcome.APPLIED:
+            return
+        before, after = result.before, result.after
+        if before.claimed_at is None and after.claimed_at is not None:
+            self.metrics.time_to_claim.observe(
+                max((after.claimed_at - after.opened_at).total_seconds(), 0.0)
+            )
+        if before.contacted_at is None and after.contacted_at is not None:
+            self.metrics.time_to_contact.observe(
+                max((after.contacted_at - after.opened_at).total_seconds(), 0.0)
+            )
+        await self.refresh_alert(event.response_id, str(event.event_id))
+
+    async def refresh_alert(self, response_id: str, cause: str) -> None:
+        """Redraw a response's alert with its latest version and its case: in place with
+        chat.update once posted, or in the outbox while it still waits to be sent."""
+        assert self.cases is not None
+        posted = await asyncio.to_thread(self.cases.alert, response_id)
+        if posted is None:
+            return
+        classified = ClassifiedResponse.model_validate(posted.classified)
+        case = await asyncio.to_thread(self.cases.get, case_id_for(response_id))
+        view = self._view(case)
+        if posted.channel and posted.ts:
+            # A later update supersedes one still waiting: Slack should end up showing the
+            # newest state, not whichever retry happened to land last.
+            waiting = await asyncio.to_thread(
+                self.outbox.keys_about, DeliveryKind.ALERT_UPDATE.value, response_id
+            )
+            for key in waiting:
+                await asyncio.to_thread(self.outbox.cancel, key, "superseded by a later update")
+            await self._deliver(
+                plan_alert_update(classified, posted.channel, posted.ts, view, cause, self.clock())
+            )
+            return
+        for key in await asyncio.to_thread(
+            self.outbox.keys_about, DeliveryKind.ALERT.value, response_id
+        ):
+            waiting_alert = await asyncio.to_thread(self.outbox.payload_of, key)
+            if waiting_alert is None or waiting_alert[0] != PENDING:
+                continue
+            payload = waiting_alert[1]
+            redrawn = alert_message(classified, payload["channel"], view)
+            if "fallback_channel" in payload:
+                redrawn["fallback_channel"] = payload["fallback_channel"]
+            await asyncio.to_thread(self.outbox.replace_payload, key, redrawn)
+
+    async def _with_invitation_contact(self, classified: ClassifiedResponse) -> ClassifiedResponse:
+        """A response recorded from an invitation's link carries no address (links hold ids,
+        never personal data): the customer is emailed where the invitation was sent."""
+        response = classified.response
+        if response.contact.email or not response.invitation_id:
+            return classified
+        contact = await asyncio.to_thread(self.outbox.invitation_contact, response.invitation_id)
+        if contact is None:
+            return classified
+        return classified.model_copy(
+            update={"response": response.model_copy(update={"contact": contact})}
+        )
 
     async def _open_case(self, classified: ClassifiedResponse, action: OpenCase) -> None:
         assert self.cases is not None
@@ -172,17 +369,29 @@ class Dispatcher:
         opened = await asyncio.to_thread(
             self.cases.open, case, segment.model_dump(exclude_none=True), self.clock()
         )
-        if opened and self.on_case is not None:
-            await self.on_case(
-                CaseEvent(
-                    event_id=derived_id(response.event_id, "case-opened"),
-                    occurred_at=case.opened_at,
-                    case_id=case.case_id,
-                    response_id=case.response_id,
-                    action=CaseAction.OPENED,
-                    note=action.question,
-                )
+        if self.on_case is None:
+            return
+        if not opened:
+            # Opened before: published then too, unless the worker died in between (its
+            # history has no opened step yet). Published again, it is the same event.
+            steps = await asyncio.to_thread(self.cases.steps, case.case_id)
+            stored = await asyncio.to_thread(self.cases.get, case.case_id)
+            if stored is None or any(step.action == CaseAction.OPENED.value for step in steps):
+                return
+            case = stored
+        await self.on_case(
+            CaseEvent(
+                # From the case, not the response: every version of a response opens the
+                # same case with the same event.
+                event_id=derived_id(uuid.UUID(case.case_id), "opened"),
+                occurred_at=case.opened_at,
+                case_id=case.case_id,
+                response_id=case.response_id,
+                action=CaseAction.OPENED,
+                note=case.question,
+                sla_due_at=case.sla_due_at,
             )
+        )
 
     async def handle_invitation(self, invitation: Invitation) -> None:
         """A scheduled invitation waits in the outbox for its send time; a cancelled one is
@@ -248,7 +457,14 @@ class Dispatcher:
             preference.action == "erased",
         )
         if preference.action == "erased" and self.cases is not None:
-            await asyncio.to_thread(self.cases.forget_customer, preference.customer_id)
+            scrubbed = await asyncio.to_thread(self.cases.forget_customer, preference.customer_id)
+            for response_id in scrubbed:
+                # What staff saw in Slack is redrawn without the comment; the copies the
+                # outbox kept of the alert are scrubbed as well.
+                await asyncio.to_thread(self.outbox.erase_about, response_id)
+                await self.refresh_alert(response_id, f"erased:{preference.event_id}")
+        if preference.action == "erased" and self.reviews is not None:
+            await self.reviews.forget_customer(preference.customer_id)
 
     async def _cancel_invitation(self, invitation: Invitation) -> None:
         # A cancellation carries no address: the outbox finds the email by what it is about.
@@ -290,51 +506,232 @@ class Dispatcher:
         entry = await asyncio.to_thread(self.outbox.claim, key, now, lease_until)
         if entry is None:
             return
-        sender = self.senders[entry.channel]
+        if entry.outcome_unknown:
+            found = await self._find(entry)
+            if found is None:
+                return
+            if found:
+                # The attempt before delivered after all: recorded, not sent again.
+                log.info("delivery %s was delivered by an earlier attempt", entry.kind)
+                await self._sent(entry, found, "found")
+                return
+        if entry.channel == Channel.SLACK:
+            if not await self._take_turn(entry, now):
+                return
+            burst = await self._claim_burst(entry, now, lease_until)
+            if burst:
+                await self._post_summary([entry, *burst])
+                return
+        provider_ref = await self._send(entry, [entry])
+        if provider_ref is None:
+            return
+        await self._sent(entry, provider_ref, "sent")
+
+    async def _find(self, entry: OutboxEntry) -> str | None:
+        """Where an earlier attempt delivered the entry ("" when it did not, None when the
+        provider could not be asked now: the entry is retried later)."""
         try:
             async with asyncio.timeout(self.attempt_timeout * 2):
-                provider_ref = await sender.send(entry)
+                return await self.senders[entry.channel].find(entry) or ""
         except DeliveryFailed as exc:
-            await self._failed(entry, str(exc), exc.permanent, exc.retry_after)
-            return
+            await self._failed([entry], str(exc), False, exc.retry_after)
         except TimeoutError:
-            await self._failed(entry, "the provider did not answer in time", False, None)
-            return
+            await self._failed([entry], NO_ANSWER, False, None)
+        return None
+
+    async def _sent(self, entry: OutboxEntry, provider_ref: str, outcome: str) -> None:
         sent_at = self.clock()
-        await asyncio.to_thread(self.outbox.mark_sent, key, provider_ref, sent_at)
-        self.metrics.deliveries.labels(entry.channel.value, entry.kind, "sent").inc()
-        if entry.origin_at is not None:
+        await asyncio.to_thread(self.outbox.mark_sent, entry.idempotency_key, provider_ref, sent_at)
+        self.metrics.deliveries.labels(entry.channel.value, entry.kind, outcome).inc()
+        if entry.origin_at is not None and outcome == "sent":
             latency = (sent_at - entry.origin_at).total_seconds()
             self.metrics.latency.labels(entry.channel.value).observe(max(latency, 0.0))
-        if self.on_sent is not None:
+        if entry.kind == DeliveryKind.ALERT.value:
+            await self._alert_posted(entry, provider_ref)
+        if self.on_sent is not None and not provider_ref.startswith(SUMMARY_REFERENCE):
             await self.on_sent(entry, provider_ref)
 
-    async def _failed(
-        self, entry: OutboxEntry, error: str, permanent: bool, retry_after: float | None
-    ) -> None:
-        """A permanent refusal, or the last attempt, makes the delivery dead (and a dead
-        letter with its reason); anything else is tried again later."""
-        key = entry.idempotency_key
-        labels = (entry.channel.value, entry.kind)
-        if permanent or entry.attempts >= self.max_attempts:
-            reason = error if permanent else f"gave up after {entry.attempts} attempts: {error}"
-            log.error("delivery %s is dead: %s", entry.kind, reason)
-            await asyncio.to_thread(self.outbox.mark_failed, key, reason)
-            self.metrics.deliveries.labels(*labels, "failed").inc()
-            if self.on_dead is not None:
-                await self.on_dead(entry, reason)
+    async def _alert_posted(self, entry: OutboxEntry, provider_ref: str) -> None:
+        """Remember where an alert was posted, so its case steps can redraw it in place."""
+        if self.cases is None or entry.channel != Channel.SLACK:
             return
+        channel, _, ts = provider_ref.partition(":")
+        if (
+            not channel
+            or not ts
+            or channel == "local"
+            or provider_ref.startswith(SUMMARY_REFERENCE)
+        ):
+            # A line in a burst summary has no message of its own to redraw.
+            return
+        await asyncio.to_thread(
+            self.cases.alert_posted, entry.subject_id, channel, ts, self.clock()
+        )
+        # The response changed (or its case moved) while this alert was on its way: the
+        # newer content, stored in the outbox meanwhile, is drawn over it.
+        current = await asyncio.to_thread(self.outbox.payload_of, entry.idempotency_key)
+        if current is not None and current[1] != entry.payload:
+            await self.refresh_alert(entry.subject_id, f"posted:{entry.idempotency_key}")
+
+    async def _take_turn(self, entry: OutboxEntry, now: datetime) -> bool:
+        """Whether the delivery's Slack channel is free to post now; if not, the delivery
+        waits, pending, for the end of the turn that holds the channel."""
+        until = now + timedelta(seconds=self.bursts.interval_seconds)
+        busy_until = await asyncio.to_thread(self.outbox.take_turn, entry.recipient, now, until)
+        if busy_until is None:
+            return True
+        await asyncio.to_thread(
+            self.outbox.release, entry.idempotency_key, busy_until, entry.previous_error
+        )
+        return False
+
+    async def _claim_burst(
+        self, entry: OutboxEntry, now: datetime, lease_until: datetime
+    ) -> list[OutboxEntry]:
+        """The other alerts waiting for this channel, claimed, when with this one they
+        reach the burst threshold; none otherwise."""
+        if entry.kind != DeliveryKind.ALERT.value or not can_join_a_summary(entry.payload):
+            return []
+        waiting = await asyncio.to_thread(
+            self.outbox.claim_waiting,
+            DeliveryKind.ALERT.value,
+            entry.recipient,
+            now,
+            lease_until,
+            self.bursts.threshold - 1,
+            self.bursts.max_lines - 1,
+        )
+        burst = [other for other in waiting if can_join_a_summary(other.payload)]
+        for other in waiting:
+            if other not in burst:
+                # Planned before alerts had summary lines: it is posted on its own, in a turn
+                # of its own, without the claim counting as an attempt.
+                await asyncio.to_thread(
+                    self.outbox.release, other.idempotency_key, now, other.previous_error
+                )
+        return burst
+
+    async def _post_summary(self, entries: Sequence[OutboxEntry]) -> None:
+        """One message for a burst of alerts; each alert is sent with the summary's reference,
+        or, if the summary does not get through, retried (or dead) with the others."""
+        now = self.clock()
+        entries = sorted(entries, key=lambda entry: entry.origin_at or now)
+        first = entries[0]
+        oldest = first.origin_at
+        payloads = [entry.payload for entry in entries]
+        key = f"summary:{first.idempotency_key}"
+        payload = summary_of(first.recipient, payloads, oldest or now, now)
+        # Every alert it carries is named in its metadata: should this attempt die mid-call,
+        # each alert's next attempt finds the summary instead of posting again.
+        payload["metadata"] = message_metadata(key, [entry.idempotency_key for entry in entries])
+        summary = OutboxEntry(
+            idempotency_key=key,
+            channel=Channel.SLACK,
+            kind="alert_summary",
+            recipient=first.recipient,
+            payload=payload,
+            attempts=max(entry.attempts for entry in entries),
+            origin_at=oldest,
+        )
+        provider_ref = await self._send(summary, entries)
+        if provider_ref is None:
+            return
+        sent_at = self.clock()
+        reference = f"{SUMMARY_REFERENCE}{provider_ref}"
+        keys = [entry.idempotency_key for entry in entries]
+        await asyncio.to_thread(self.outbox.mark_all_sent, keys, reference, sent_at)
+        self.metrics.summaries.inc()
+        for entry in entries:
+            self.metrics.deliveries.labels(entry.channel.value, entry.kind, "coalesced").inc()
+            if entry.origin_at is not None:
+                latency = (sent_at - entry.origin_at).total_seconds()
+                self.metrics.latency.labels(entry.channel.value).observe(max(latency, 0.0))
+        # on_sent is not called: its hooks take the reference for the entry's own message
+        # (to update an alert as its case moves), and a summary line has no message of its own.
+
+    async def _send(self, message: OutboxEntry, carried: Sequence[OutboxEntry]) -> str | None:
+        """The provider's reference for the message; None when it failed, and the
+        deliveries it carried are retried or dead."""
+        sender = self.senders[message.channel]
+        try:
+            async with asyncio.timeout(self.attempt_timeout * 2):
+                return await sender.send(message)
+        except DeliveryFailed as exc:
+            await self._failed(carried, str(exc), exc.permanent, exc.retry_after)
+        except TimeoutError:
+            await self._failed(carried, NO_ANSWER, False, None)
+        return None
+
+    async def _failed(
+        self,
+        entries: Sequence[OutboxEntry],
+        error: str,
+        permanent: bool,
+        retry_after: float | None,
+    ) -> None:
+        """A permanent refusal, or the last attempt, makes a delivery dead (and a dead
+        letter with its reason); anything else is tried again later."""
+        # One wait for all the alerts of a failed summary, so that they come due together
+        # and go out together again.
+        attempts = max(entry.attempts for entry in entries)
         # Exponential backoff with jitter, so retries of a burst do not stampede together;
         # a Retry-After from the provider is a floor.
-        backoff = min(2.0 ** max(entry.attempts - 1, 0), self.retry_max)
+        backoff = min(2.0 ** max(attempts - 1, 0), self.retry_max)
         wait = max(self.random.uniform(backoff / 2, backoff), retry_after or 0.0)
-        log.warning("delivery will be retried in %.1fs: %s", wait, error)
-        await asyncio.to_thread(
-            self.outbox.mark_retry, key, error, self.clock() + timedelta(seconds=wait)
-        )
-        self.metrics.deliveries.labels(*labels, "retry").inc()
+        retry_at = self.clock() + timedelta(seconds=wait)
+        first = entries[0]
+        if retry_after is not None and first.channel == Channel.SLACK:
+            # Slack rate-limits per channel: nothing else posts there before Retry-After.
+            await asyncio.to_thread(
+                self.outbox.hold_turn,
+                first.recipient,
+                self.clock() + timedelta(seconds=retry_after),
+            )
+        for entry in entries:
+            key = entry.idempotency_key
+            labels = (entry.channel.value, entry.kind)
+            if permanent or entry.attempts >= self.max_attempts:
+                reason = error if permanent else f"gave up after {entry.attempts} attempts: {error}"
+                log.error("delivery %s is dead: %s", entry.kind, reason)
+                await asyncio.to_thread(self.outbox.mark_failed, key, reason)
+                self.metrics.deliveries.labels(*labels, "failed").inc()
+                if self.on_dead is not None:
+                    await self.on_dead(entry, reason)
+                continue
+            log.warning("delivery will be retried in %.1fs: %s", wait, error)
+            await asyncio.to_thread(self.outbox.mark_retry, key, error, retry_at)
+            self.metrics.deliveries.labels(*labels, "retry").inc()
 
     async def refresh_gauges(self) -> None:
         counts = await asyncio.to_thread(self.outbox.counts)
         self.metrics.pending.set(counts.get("pending", 0))
         self.metrics.dead.set(counts.get("failed", 0))
+        if self.cases is not None:
+            open_cases = await asyncio.to_thread(self.cases.open_by_segment)
+            self.metrics.cases_open.clear()
+            for (state, dimension, value), count in cases_open_series(open_cases).items():
+                self.metrics.cases_open.labels(state, dimension, value).set(count)
+
+
+def cases_open_series(
+    open_cases: list[tuple[str, dict[str, Any]]], max_values: int = CASE_SEGMENT_VALUES
+) -> dict[tuple[str, str, str], int]:
+    """Open cases counted by (state, dimension, value), plus (state, "all", "all");
+    per dimension only the ``max_values`` commonest values keep their own series."""
+    counts: Counter_[tuple[str, str, str]] = Counter_()
+    by_dimension: dict[str, Counter_[str]] = {}
+    for state, segment in open_cases:
+        counts[(state, "all", "all")] += 1
+        for dimension, value in segment.items():
+            if isinstance(value, str) and value:
+                by_dimension.setdefault(dimension, Counter_())[value] += 1
+    kept = {
+        dimension: {value for value, _ in values.most_common(max_values)}
+        for dimension, values in by_dimension.items()
+    }
+    for state, segment in open_cases:
+        for dimension, value in segment.items():
+            if isinstance(value, str) and value:
+                shown = value if value in kept[dimension] else "other"
+                counts[(state, dimension, shown)] += 1
+    return dict(counts)

@@ -1,4 +1,5 @@
-"""What the loops say: the Slack alert (Block Kit) and the review-request email.
+"""What the loops say to staff: the results digest in Slack and the owner's email (the
+alerts are in ``alerts``, what customers are emailed in ``customer_emails``).
 
 Customer text is never trusted: in Slack it is escaped so that a comment cannot
 ping @channel, mention a user or smuggle a link; in HTML it is entity-escaped.
@@ -20,7 +21,6 @@ _HEADLINE = {
     Category.PASSIVE: "Passive",
     Category.PROMOTER: "Promoter",
 }
-_REVIEW_SITES = {"google": "Google", "facebook": "Facebook"}
 
 
 def slack_escape(text: str) -> str:
@@ -30,44 +30,6 @@ def slack_escape(text: str) -> str:
 
 # Slack refuses a section whose text is over 3,000 characters; escaping can lengthen a comment.
 SECTION_LIMIT = 3000
-
-
-def review_request(
-    classified: ClassifiedResponse, company_name: str, review_links: dict[str, str]
-) -> dict[str, Any]:
-    """The email asking a promoter to tell others, with the configured review links."""
-    response = classified.response
-    name = response.contact.name
-    greeting = f"Hi {name}," if name else "Hi,"
-    sites = [(_REVIEW_SITES.get(site, site.title()), url) for site, url in review_links.items()]
-    text_links = "\n".join(f"- {label}: {url}" for label, url in sites)
-    text = (
-        f"{greeting}\n\n"
-        f"Thank you for giving {company_name} a {response.score} out of 10. "
-        "It means a lot to us.\n\n"
-        "Would you share your experience where others look for advice? It takes a minute:\n"
-        f"{text_links}\n\n"
-        f"Thank you,\n{company_name}\n"
-    )
-    html_links = "".join(
-        f'<li><a href="{html.escape(url, quote=True)}">Review us on {html.escape(label)}</a></li>'
-        for label, url in sites
-    )
-    body_html = (
-        f"<p>{html.escape(greeting)}</p>"
-        f"<p>Thank you for giving {html.escape(company_name)} a {response.score} out of 10. "
-        "It means a lot to us.</p>"
-        "<p>Would you share your experience where others look for advice? It takes a minute:</p>"
-        f"<ul>{html_links}</ul>"
-        f"<p>Thank you,<br>{html.escape(company_name)}</p>"
-    )
-    return {
-        "to_email": response.contact.email,
-        "to_name": name,
-        "subject": f"Thank you! Would you recommend {company_name} to others?",
-        "text": text,
-        "html": body_html,
-    }
 
 
 def digest_message(digest: Digest, channel: str) -> dict[str, Any]:

@@ -66,6 +66,7 @@ __all__ = [
     "format_explanation",
     "load_rules",
     "parse_rules",
+    "same_segment_value",
     "segment_of",
     "slug",
 ]
@@ -530,12 +531,14 @@ def _is_one_of(name: str, actual: str | None, wanted: Sequence[str]) -> Conditio
     )
 
 
-def _same_value(value: str) -> str:
+def same_segment_value(value: str) -> str:
+    """A segment value as rules compare it: capitals and extra spaces do not count."""
     return " ".join(value.split()).casefold()
 
 
 def _segment_check(name: str, actual: str | None, wanted: Sequence[str]) -> ConditionCheck:
-    held = actual is not None and _same_value(actual) in {_same_value(w) for w in wanted}
+    wanted_values = {same_segment_value(value) for value in wanted}
+    held = actual is not None and same_segment_value(actual) in wanted_values
     shown = repr(actual) if actual is not None else "not given"
     if held and len(wanted) == 1:
         return ConditionCheck(name, True, f"{name} is {shown}: yes")

@@ -16,11 +16,9 @@ from slack_sdk import WebClient
 from services.notifier.alerts import (
     AlertLine,
     CaseView,
-    SlackAction,
     alert_message,
     escape_customer_text,
     kudos_message,
-    parse_action,
     summary_message,
 )
 from services.notifier.cases import Case
@@ -205,16 +203,16 @@ def test_a_score_that_disagrees_with_the_comment_says_the_scale_was_probably_mis
 @pytest.mark.parametrize(
     ("state", "expected"),
     [
-        ("open", [("Claim", "case_claim", "case-7")]),
+        ("open", [("Claim", "case_claim", "resp-7")]),
         (
             "claimed",
-            [("Contacted", "case_contacted", "case-7"), ("Resolve", "case_resolve", "case-7")],
+            [("Contacted", "case_contacted", "resp-7"), ("Resolve", "case_resolve", "resp-7")],
         ),
-        ("contacted", [("Resolve", "case_resolve", "case-7")]),
-        ("resolved", [("Reopen", "case_reopen", "case-7")]),
+        ("contacted", [("Resolve", "case_resolve", "resp-7")]),
+        ("resolved", [("Reopen", "case_reopen", "resp-7")]),
     ],
 )
-def test_the_buttons_are_the_next_steps_of_the_case(
+def test_the_buttons_are_the_next_steps_of_the_case_and_name_the_response(
     state: str, expected: list[tuple[str, str, str]]
 ) -> None:
     message = alert_message(classified(), "#customer-feedback", a_case(state))
@@ -336,6 +334,8 @@ HOSTILE_COMMENTS = [
     "<script>alert(1)</script><a href='http://evil.example'>x</a>",
     "&lt;!channel&gt; already escaped &amp; sneaky",
     "```<!here>``` > <!channel>\n>quoted <@U1>",
+    # Glued to a word: found by the properties in test_properties.
+    "0http://evil.example øwww.evil.example _https://evil.example @herehttp://evil.example",
 ]
 
 # What a < … > in an alert may be: only what npsloop itself put there.
@@ -542,6 +542,17 @@ def test_without_a_line_cap_the_block_and_section_limits_still_hold() -> None:
     assert shown + more == 2000 and shown > 25
 
 
+def test_a_summary_line_without_a_case_page_names_its_response_instead() -> None:
+    line = AlertLine(2, Category.DETRACTOR, "Slow", None, response_id="inv-381<@U1>")
+
+    shown = everything(summary_message("#store-aarhus", [line], 5))
+
+    assert "|case>" not in shown
+    assert "`inv-381&lt;@U1&gt;`" in shown
+    with pytest.raises(ValueError, match="case URL or a response id"):
+        AlertLine(2, Category.DETRACTOR, "Slow", None)
+
+
 def test_an_empty_summary_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one alert"):
         summary_message("#store-aarhus", [], 5)
@@ -565,98 +576,3 @@ def test_kudos_share_the_promoters_score_words_and_store() -> None:
 def test_kudos_are_only_for_promoters() -> None:
     with pytest.raises(ValueError, match="promoters"):
         kudos_message(classified(3), "#kudos")
-
-
-# --- button clicks ---------------------------------------------------------------------
-
-
-def click(action_id: str = "case_claim", **overrides: Any) -> dict[str, Any]:
-    payload: dict[str, Any] = {
-        "type": "block_actions",
-        "user": {"id": "U123ABC", "username": "kim", "name": "kim", "team_id": "T1"},
-        "container": {
-            "type": "message",
-            "channel_id": "C0CUSTFB",
-            "message_ts": "1700000000.000001",
-        },
-        "channel": {"id": "C0CUSTFB", "name": "customer-feedback"},
-        "message": {"ts": "1700000000.000001", "text": "Detractor 2/10"},
-        "actions": [
-            {
-                "type": "button",
-                "action_id": action_id,
-                "block_id": "case_actions",
-                "value": "case-7",
-                "action_ts": "1700000100.000200",
-            }
-        ],
-    }
-    payload.update(overrides)
-    return payload
-
-
-@pytest.mark.parametrize(
-    ("action_id", "action", "case_action"),
-    [
-        ("case_claim", "claim", CaseAction.CLAIMED),
-        ("case_contacted", "contacted", CaseAction.CONTACTED),
-        ("case_resolve", "resolve", CaseAction.RESOLVED),
-        ("case_reopen", "reopen", CaseAction.REOPENED),
-    ],
-)
-def test_a_click_on_a_case_button_is_read(
-    action_id: str, action: str, case_action: CaseAction
-) -> None:
-    parsed = parse_action(click(action_id))
-
-    assert parsed == SlackAction(
-        action=action,  # type: ignore[arg-type]
-        case_id="case-7",
-        user_id="U123ABC",
-        user_name="kim",
-        channel_id="C0CUSTFB",
-        message_ts="1700000000.000001",
-    )
-    assert parsed.case_action == case_action
-
-
-def test_the_form_slack_posts_is_read_as_well() -> None:
-    form = {"payload": json.dumps(click("case_resolve"))}
-
-    assert parse_action(form).action == "resolve"
-
-
-def test_without_a_container_the_channel_and_message_are_read() -> None:
-    payload = click(container=None, user={"id": "W0GRID1", "name": "Kim Ø"})
-
-    parsed = parse_action(payload)
-
-    assert (parsed.channel_id, parsed.message_ts, parsed.user_name) == (
-        "C0CUSTFB",
-        "1700000000.000001",
-        "Kim Ø",
-    )
-
-
-@pytest.mark.parametrize(
-    ("payload", "reason"),
-    [
-        (click(type="view_submission"), "not a button click"),
-        (click(actions=[]), "no actions"),
-        (click("case_delete"), "unknown action_id"),
-        (click(actions=[{"action_id": "case_claim"}]), "value"),
-        (click(actions=[{"action_id": "case_claim", "value": "case\n7"}]), "not a case id"),
-        (click(user={"id": "<!channel>"}), "user.id"),
-        (click(user=None), "user"),
-        (click(container={}, channel={}), "channel"),
-        (click(container={}, channel={"id": "#general"}), "channel"),
-        (click(container={}, message={"ts": "yesterday"}), "message_ts"),
-        ({"payload": "{not json"}, "not JSON"),
-        ({}, "not a button click"),
-    ],
-)
-def test_anything_but_a_case_button_click_is_refused_with_the_reason(
-    payload: dict[str, Any], reason: str
-) -> None:
-    with pytest.raises(ValueError, match=re.escape(reason)):
-        parse_action(payload)

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.notifier.cases import Case, CaseError, CaseState, case_id_for
+from services.notifier.cases import Case, CaseError, CaseState
 from shared.events import CaseAction
+from shared.ids import case_id_for
 
 OPENED = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 

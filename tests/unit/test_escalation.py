@@ -65,6 +65,18 @@ def test_a_detractor_opens_a_case_that_escalates_once_when_nobody_claims_it(
     assert loop.registry.get_sample_value("npsloop_escalations_total") == 1.0
 
 
+def test_the_opened_event_says_when_the_case_must_be_claimed_by(
+    sessions: sessionmaker[Session],
+) -> None:
+    loop = Escalating(sessions)
+    classified = a_classified_response(2)
+    loop.clock.now = classified.response.occurred_at
+    run(loop.dispatcher.handle(classified))
+    (opened,) = loop.events
+    # The rules give a detractor 48 hours (see the escalation after 47 + 2 hours above).
+    assert opened.sla_due_at == classified.response.occurred_at + timedelta(hours=48)
+
+
 def test_a_claimed_case_is_never_escalated(sessions: sessionmaker[Session]) -> None:
     loop = Escalating(sessions)
     classified = a_classified_response(3)
@@ -95,3 +107,24 @@ def test_an_erased_customer_is_forgotten_by_their_case(sessions: sessionmaker[Se
     run(loop.dispatcher.handle_preference(erased))
     case = loop.cases.get(opened.case_id)
     assert case is not None and case.customer_id is None
+
+
+def test_a_case_opened_by_a_worker_that_died_before_publishing_is_published_on_redelivery(
+    sessions: sessionmaker[Session],
+) -> None:
+    loop = Escalating(sessions)
+    classified = a_classified_response(2, response_id="resp-died")
+    loop.clock.now = classified.response.occurred_at
+    run(loop.dispatcher.handle(classified))
+    [opened] = loop.events
+    # As if the worker died right after storing the case: nothing reached the topic.
+    loop.events.clear()
+
+    run(loop.dispatcher.handle(classified))
+    [again] = loop.events
+    assert again == opened
+
+    # Once the notifier has read its own opened event back, redeliveries publish nothing.
+    run(loop.dispatcher.handle_case_event(again))
+    run(loop.dispatcher.handle(classified))
+    assert loop.events == [again]

@@ -18,11 +18,12 @@ from pydantic import ValidationError
 
 from services.ingest.domain import PurchaseSubmission, ResponseSubmission, validation_errors
 from services.ingest.openapi import openapi_document
-from services.ingest.planning import Rules, SendWindow
+from services.ingest.planning import Rules
 from services.ingest.store import Inbound, JournalFull, ReplayedWebhook
 from services.ingest.web import EdgeConfig, IngestRoutes
 from shared import topics
 from shared.events import Event, Purchase, Response
+from shared.send_window import SendWindow
 from shared.signing import webhook_headers
 from shared.topics import TopicSpec
 from tests.unit.builders import run

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.ingest.domain import ContactSubmission, PurchaseSubmission
-from services.ingest.planning import Rules, SendWindow
+from services.ingest.planning import Rules
 from services.ingest.store import Inbound, IngestStore, ReplayedWebhook, invitation_id_for
 from shared import topics
 from shared.events import (
@@ -26,6 +26,7 @@ from shared.events import (
     Segment,
     decode,
 )
+from shared.send_window import SendWindow
 
 RULES = Rules(
     delay_service=timedelta(hours=24),

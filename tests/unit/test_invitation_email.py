@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from services.notifier.invitation_email import TEXT_COLOUR_PAIRS, InvitationEmail, invitation_email
+from services.notifier.email_layout import TEXT_COLOUR_PAIRS, CustomerEmail
+from services.notifier.invitation_email import invitation_email
 from shared.events import SurveyKind
 from shared.i18n import messages_for
 from tests.unit.test_pages import Page, contrast_ratio
@@ -23,7 +24,7 @@ def email(
     survey_kind: str = "nps",
     score_urls: list[str] = SCORE_URLS,
     unsubscribe_url: str = UNSUBSCRIBE_URL,
-) -> InvitationEmail:
+) -> CustomerEmail:
     return invitation_email(
         locale,
         company_name,

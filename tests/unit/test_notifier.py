@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,24 +17,39 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.notifier.adapters import (
+    IN_FLIGHT,
     PENDING,
     DeliveryFailed,
     Outbox,
     OutboxEntry,
     Sender,
     SqlOutbox,
+    may_have_delivered,
 )
+from services.notifier.bursts import BurstPolicy
+from services.notifier.customer_emails import review_request_email
 from services.notifier.dispatch import DeliveryMetrics, Dispatcher
 from services.notifier.domain import Channel, Delivery, DeliveryKind, LoopConfig, plan
-from services.notifier.messages import review_request
-from shared.events import ClassifiedResponse, Segment
+from services.notifier.reviews import ReviewLinks
+from shared.events import ClassifiedResponse, Contact, Segment
 from tests.unit.builders import FakeClock, a_classified_response, run
 
 REVIEW_LINKS = {
     "google": "https://g.page/r/our-shop/review",
     "facebook": "https://facebook.com/our-shop/reviews",
 }
-CONFIG = LoopConfig(slack_channel="#nps-alerts", company_name="Our Shop", review_links=REVIEW_LINKS)
+
+
+def unsubscribe_link(customer_id: str, locale: str | None, sent_at: datetime) -> str:
+    return f"https://survey.example.com/u/{customer_id}"
+
+
+CONFIG = LoopConfig(
+    slack_channel="#nps-alerts",
+    company_name="Our Shop",
+    review_links=ReviewLinks(REVIEW_LINKS),
+    unsubscribe_link=unsubscribe_link,
+)
 
 
 # --- plan() -------------------------------------------------------------------------------
@@ -78,7 +94,9 @@ def test_a_promoter_without_an_email_gets_no_email() -> None:
 
 
 def test_a_promoter_gets_no_email_when_no_review_links_are_configured() -> None:
-    config = LoopConfig(slack_channel="#nps-alerts", company_name="Our Shop")
+    config = LoopConfig(
+        slack_channel="#nps-alerts", company_name="Our Shop", unsubscribe_link=unsubscribe_link
+    )
     assert emails(plan(a_classified_response(9, email="ana@example.com"), config)) == []
 
 
@@ -116,25 +134,20 @@ def test_a_detractor_with_a_long_comment_still_alerts() -> None:
 
 
 def test_html_in_a_name_is_escaped_in_the_email() -> None:
-    classified = a_classified_response(
-        10,
-        email="ana@example.com",
-        name="<script>alert(1)</script>",
-        comment="<b>love it</b>",
-    )
-    payload = review_request(classified, "Smith & Sons", REVIEW_LINKS)
-    body = payload["html"]
+    name = "<script>alert(1)</script>"
+    body = review_request_email(
+        None, "Smith & Sons", name, 10, REVIEW_LINKS, "https://x.example/u"
+    ).html
     assert "<script>" not in body
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
-    assert "<b>" not in body
     assert "Smith &amp; Sons" in body
 
 
 def test_a_review_link_cannot_break_out_of_its_href() -> None:
     links = {"google": 'https://g.page/r/x" onclick="steal()'}
-    payload = review_request(a_classified_response(9, email="a@example.com"), "Shop", links)
-    assert 'onclick="steal()' not in payload["html"]
-    assert "&quot; onclick=&quot;steal()" in payload["html"]
+    body = review_request_email(None, "Shop", None, 9, links, "https://x.example/u").html
+    assert 'onclick="steal()' not in body
+    assert "&quot; onclick=&quot;steal()" in body
 
 
 # --- fakes for the dispatcher -------------------------------------------------------------
@@ -148,6 +161,7 @@ class FakeRow:
     next_attempt_at: datetime
     provider_ref: str | None = None
     last_error: str | None = None
+    created_at: datetime | None = None
 
 
 class FakeOutbox:
@@ -156,6 +170,7 @@ class FakeOutbox:
     def __init__(self) -> None:
         self.rows: dict[str, FakeRow] = {}
         self.suppressed: dict[str, str] = {}
+        self.turns: dict[str, datetime] = {}
         self._lock = threading.Lock()
 
     def add(self, delivery: Delivery, now: datetime) -> bool:
@@ -163,7 +178,7 @@ class FakeOutbox:
             if delivery.idempotency_key in self.rows:
                 return False
             due = delivery.send_at or now
-            self.rows[delivery.idempotency_key] = FakeRow(delivery, PENDING, 0, due)
+            self.rows[delivery.idempotency_key] = FakeRow(delivery, PENDING, 0, due, created_at=now)
             return True
 
     def cancel(self, key: str, reason: str) -> bool:
@@ -181,6 +196,30 @@ class FakeOutbox:
             if row.delivery.kind.value == kind and row.delivery.subject_id == subject_id
         ]
 
+    def counts(self) -> dict[str, int]:
+        counted: dict[str, int] = {}
+        for row in self.rows.values():
+            counted[row.status] = counted.get(row.status, 0) + 1
+        return counted
+
+    def payload_of(self, key: str) -> tuple[str, dict[str, Any]] | None:
+        row = self.rows.get(key)
+        return None if row is None else (row.status, dict(row.delivery.payload))
+
+    def replace_payload(self, key: str, payload: dict[str, Any]) -> bool:
+        row = self.rows.get(key)
+        if row is None or row.status != PENDING:
+            return False
+        row.delivery = dataclasses.replace(row.delivery, payload=payload)
+        return True
+
+    def invitation_contact(self, invitation_id: str) -> Contact | None:
+        for row in self.rows.values():
+            delivery = row.delivery
+            if delivery.kind is DeliveryKind.INVITATION and delivery.subject_id == invitation_id:
+                return Contact(email=delivery.recipient, name=delivery.payload.get("to_name"))
+        return None
+
     def suppress(self, customer_id: str, reason: str, now: datetime, erase: bool) -> int:
         self.suppressed.setdefault(customer_id, reason)
         keys = [
@@ -191,6 +230,11 @@ class FakeOutbox:
             and row.status == PENDING
         ]
         return sum(self.cancel(key, reason) for key in keys)
+
+    def erase_about(self, subject_id: str) -> None:
+        for row in self.rows.values():
+            if row.delivery.subject_id == subject_id and row.status != PENDING:
+                row.delivery = dataclasses.replace(row.delivery, payload={"erased": True})
 
     def unsuppress(self, customer_id: str) -> None:
         self.suppressed.pop(customer_id, None)
@@ -205,18 +249,83 @@ class FakeOutbox:
                 return None
             row.next_attempt_at = lease_until
             row.attempts += 1
-            return OutboxEntry(
-                idempotency_key=key,
-                channel=row.delivery.channel,
-                kind=row.delivery.kind.value,
-                recipient=row.delivery.recipient,
-                payload=dict(row.delivery.payload),
-                attempts=row.attempts,
-            )
+            previous_error, row.last_error = row.last_error, IN_FLIGHT
+            return self._entry(key, previous_error)
+
+    def _entry(self, key: str, previous_error: str | None = None) -> OutboxEntry:
+        row = self.rows[key]
+        return OutboxEntry(
+            idempotency_key=key,
+            channel=row.delivery.channel,
+            kind=row.delivery.kind.value,
+            recipient=row.delivery.recipient,
+            payload=dict(row.delivery.payload),
+            attempts=row.attempts,
+            origin_at=row.delivery.origin_at,
+            subject_id=row.delivery.subject_id,
+            created_at=row.created_at,
+            previous_error=previous_error,
+        )
+
+    def claim_waiting(
+        self,
+        kind: str,
+        recipient: str,
+        now: datetime,
+        lease_until: datetime,
+        minimum: int,
+        limit: int,
+    ) -> list[OutboxEntry]:
+        with self._lock:
+            keys = [
+                key
+                for key, row in self.rows.items()
+                if row.delivery.channel is Channel.SLACK
+                and row.delivery.kind.value == kind
+                and row.delivery.recipient == recipient
+                and row.status == PENDING
+                and row.next_attempt_at <= now
+                and not may_have_delivered(row.last_error)
+            ][:limit]
+            if len(keys) < minimum:
+                return []
+            claimed = []
+            for key in keys:
+                row = self.rows[key]
+                row.next_attempt_at = lease_until
+                row.attempts += 1
+                previous_error, row.last_error = row.last_error, IN_FLIGHT
+                claimed.append(self._entry(key, previous_error))
+            return claimed
+
+    def release(self, key: str, next_attempt_at: datetime, previous_error: str | None) -> None:
+        with self._lock:
+            row = self.rows[key]
+            if row.status == PENDING:
+                row.next_attempt_at = next_attempt_at
+                row.attempts -= 1
+                row.last_error = previous_error
+
+    def take_turn(self, recipient: str, now: datetime, until: datetime) -> datetime | None:
+        with self._lock:
+            busy_until = self.turns.get(recipient)
+            if busy_until is not None and busy_until > now:
+                return busy_until
+            self.turns[recipient] = until
+            return None
+
+    def hold_turn(self, recipient: str, until: datetime) -> None:
+        with self._lock:
+            self.turns[recipient] = max(self.turns.get(recipient, until), until)
+
+    def mark_all_sent(self, keys: Sequence[str], provider_ref: str, now: datetime) -> None:
+        for key in keys:
+            self.mark_sent(key, provider_ref, now)
 
     def mark_sent(self, key: str, provider_ref: str, now: datetime) -> None:
         self.rows[key].status = "sent"
         self.rows[key].provider_ref = provider_ref
+        self.rows[key].last_error = None
 
     def mark_retry(self, key: str, error: str, next_attempt_at: datetime) -> None:
         self.rows[key].next_attempt_at = next_attempt_at
@@ -252,6 +361,9 @@ class FakeSender:
             raise self.failures.pop(0)
         self.sent.append(entry)
         return f"fake-ref-{len(self.sent)}"
+
+    async def find(self, entry: OutboxEntry) -> str | None:
+        return None
 
 
 class Loop:
@@ -371,7 +483,12 @@ def test_transient_failures_without_retry_after_back_off_exponentially_up_to_the
 
 
 def test_retries_of_a_burst_are_spread_by_jitter() -> None:
-    loop = Loop(slack=FakeSender(*[DeliveryFailed("503") for _ in range(20)]), retry_max_seconds=60)
+    # Without pacing each alert is tried at once and fails on its own: its retry is its own.
+    loop = Loop(
+        slack=FakeSender(*[DeliveryFailed("503") for _ in range(20)]),
+        retry_max_seconds=60,
+        bursts=BurstPolicy(interval_seconds=0),
+    )
     for number in range(20):
         loop.handle(a_classified_response(2, response_id=f"burst-{number}"))
     due = sorted(row.next_attempt_at for row in loop.outbox.rows.values())

@@ -15,13 +15,9 @@ from services.ingest.planning import (
     Decision,
     Reason,
     Rules,
-    SendWindow,
     cancellation_reason,
     decide,
-    in_window,
-    sampled_in,
     send_time,
-    timezone_for,
 )
 from shared.events import (
     Contact,
@@ -31,6 +27,7 @@ from shared.events import (
     PurchaseKind,
     Segment,
 )
+from shared.send_window import SendWindow, in_window, sampled_in, timezone_for
 
 COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 STOCKHOLM = ZoneInfo("Europe/Stockholm")

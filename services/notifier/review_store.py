@@ -1,0 +1,163 @@
+"""Review-request decisions in the notifier's database, and the service step that records
+them: decide, honour an unsubscribe, write once per response, count."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import Boolean, String, update
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from services.notifier.domain import LoopConfig, decide_review_for
+from services.notifier.reviews import ReviewDecision, ReviewReason
+from services.notifier.rules import Action
+from shared.db import Base, UtcDateTime, insert_ignore
+from shared.events import ClassifiedResponse
+
+
+class ReviewDecisionRow(Base):
+    __tablename__ = "notifier_review_decisions"
+
+    response_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # Only to forget it on erasure: the decision itself holds no personal data.
+    customer_id: Mapped[str | None] = mapped_column(String(200))
+    asked: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str] = mapped_column(String(300))
+    policy: Mapped[str] = mapped_column(String(20))
+    category: Mapped[str] = mapped_column(String(20))
+    store: Mapped[str | None] = mapped_column(String(120))
+    decided_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+@dataclass(frozen=True)
+class StoredReviewDecision:
+    response_id: str
+    customer_id: str | None
+    asked: bool
+    reason: ReviewReason
+    detail: str
+    policy: str
+    category: str
+    store: str | None
+    decided_at: datetime
+
+
+class SqlReviewDecisions:
+    """One review decision per response: the first, unless a later version of the response
+    asks where the first did not (a score changed from 8 to 9): asked is never taken back."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def record(self, decision: ReviewDecision, now: datetime) -> bool:
+        """Store a decision; True when it is new or now asks, False when it changes nothing."""
+        values = {
+            "response_id": decision.response_id,
+            "customer_id": decision.customer_id,
+            "asked": decision.asked,
+            "reason": decision.reason.value,
+            "detail": decision.detail[:300],
+            "policy": decision.policy,
+            "category": decision.category.value,
+            "store": decision.store[:120] if decision.store else None,
+            "decided_at": now,
+        }
+        with self._sessions.begin() as session:
+            if insert_ignore(session, ReviewDecisionRow.__table__, values, ["response_id"]):
+                return True
+            if not decision.asked:
+                return False
+            changed = session.execute(
+                update(ReviewDecisionRow)
+                .where(
+                    ReviewDecisionRow.response_id == decision.response_id,
+                    ReviewDecisionRow.asked.is_(False),
+                )
+                .values(**values)
+            )
+            return bool(getattr(changed, "rowcount", 0))
+
+    def decision(self, response_id: str) -> StoredReviewDecision | None:
+        with self._sessions() as session:
+            row = session.get(ReviewDecisionRow, response_id)
+            if row is None:
+                return None
+            return StoredReviewDecision(
+                response_id=row.response_id,
+                customer_id=row.customer_id,
+                asked=row.asked,
+                reason=ReviewReason(row.reason),
+                detail=row.detail,
+                policy=row.policy,
+                category=row.category,
+                store=row.store,
+                decided_at=row.decided_at,
+            )
+
+    def forget_customer(self, customer_id: str) -> None:
+        """Erasure: the decisions stay (they are counts and reasons), whose they were does not."""
+        with self._sessions.begin() as session:
+            session.execute(
+                update(ReviewDecisionRow)
+                .where(ReviewDecisionRow.customer_id == customer_id)
+                .values(customer_id=None)
+            )
+
+
+def review_decisions_counter(registry: CollectorRegistry) -> Counter:
+    counter = Counter(
+        "npsloop_review_decisions_total",
+        "Review-request decisions by outcome (asked, not_asked) and reason (promoter, "
+        "everyone, sampled_in, not_a_promoter, no_rule, sampled_out, no_email, "
+        "no_review_links, suppressed); one per response.",
+        ["decision", "reason"],
+        registry=registry,
+    )
+    for reason in ReviewReason:
+        counter.labels(_outcome(reason.asked), reason.value)
+    return counter
+
+
+def _outcome(asked: bool) -> str:
+    return "asked" if asked else "not_asked"
+
+
+class ReviewLedger:
+    """Records, once per response, whether its customer is asked for a review and why.
+
+    The decision is the one ``plan`` acts on (the same pure function on the same response),
+    except that a customer who unsubscribed or was erased is recorded as suppressed: the
+    dispatcher does not send them the email either.
+    """
+
+    def __init__(
+        self,
+        store: SqlReviewDecisions,
+        config: LoopConfig,
+        is_suppressed: Callable[[str], bool],
+        counter: Counter,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.is_suppressed = is_suppressed
+        self.counter = counter
+
+    async def record(
+        self, classified: ClassifiedResponse, actions: Sequence[Action], now: datetime
+    ) -> ReviewDecision | None:
+        decision = decide_review_for(classified, self.config, actions)
+        if decision is None:
+            return None
+        if decision.asked and await asyncio.to_thread(self.is_suppressed, decision.customer_id):
+            decision = decision.suppressed()
+        if await asyncio.to_thread(self.store.record, decision, now):
+            self.counter.labels(_outcome(decision.asked), decision.reason.value).inc()
+        return decision
+
+    async def forget_customer(self, customer_id: str) -> None:
+        await asyncio.to_thread(self.store.forget_customer, customer_id)

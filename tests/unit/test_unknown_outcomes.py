@@ -1,0 +1,184 @@
+"""An attempt whose outcome is unknown (no answer in time, or the worker died mid-call) is
+looked for at the provider before it is tried again: Slack gets each alert once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.notifier.adapters import (
+    IN_FLIGHT,
+    NO_ANSWER,
+    DeliveryFailed,
+    OutboxEntry,
+    Sender,
+    SlackSender,
+    SqlOutbox,
+    message_metadata,
+)
+from services.notifier.dispatch import DeliveryMetrics, Dispatcher
+from services.notifier.domain import Channel, LoopConfig
+from tests.fakes import SLACK_TEST_TOKEN, FakeSlack, Hang, fake_slack
+from tests.unit.builders import FakeClock, a_classified_response, run
+from tests.unit.test_bursts import STORE, an_alert
+from tests.unit.test_notifier import FakeOutbox, FakeSender
+
+CONFIG = LoopConfig(slack_channel="#customer-feedback", company_name="Our Shop")
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    server = fake_slack()
+    yield server
+    server.stop()
+
+
+def an_entry(attempts: int, previous_error: str | None) -> OutboxEntry:
+    return OutboxEntry(
+        idempotency_key="alert:resp-1:slack:#customer-feedback",
+        channel=Channel.SLACK,
+        kind="alert",
+        recipient="#customer-feedback",
+        payload={"channel": "#customer-feedback", "text": "Detractor 2/10"},
+        attempts=attempts,
+        created_at=datetime.now(UTC),
+        previous_error=previous_error,
+    )
+
+
+@pytest.mark.parametrize(
+    ("attempts", "previous_error", "unknown"),
+    [
+        (1, None, False),
+        (2, "Slack answered 500: internal_error", False),
+        (2, IN_FLIGHT, True),
+        (3, f"{NO_ANSWER}: Slack: ServerDisconnectedError", True),
+        (2, NO_ANSWER, True),
+    ],
+)
+def test_only_an_attempt_that_may_have_delivered_makes_the_outcome_unknown(
+    attempts: int, previous_error: str | None, unknown: bool
+) -> None:
+    assert an_entry(attempts, previous_error).outcome_unknown is unknown
+
+
+def test_slack_finds_a_message_an_earlier_attempt_posted_by_its_key(slack: FakeSlack) -> None:
+    sender = SlackSender(SLACK_TEST_TOKEN, slack.url + "/api/", 5)
+    entry = an_entry(1, None)
+    posted = run(sender.send(entry))
+
+    found = run(sender.find(an_entry(2, IN_FLIGHT)))
+
+    assert found == posted
+    other = OutboxEntry(**{**an_entry(2, IN_FLIGHT).__dict__, "idempotency_key": "alert:other"})
+    assert run(sender.find(other)) is None
+
+
+def test_a_post_that_timed_out_but_landed_is_not_posted_again(slack: FakeSlack) -> None:
+    """The fake answers after the client gave up, and keeps the message, as Slack may."""
+    slack.fail_next(1, Hang(3.0), path="chat.postMessage")
+    outbox = FakeOutbox()
+    clock = FakeClock(datetime.now(UTC))
+    registry = CollectorRegistry()
+    senders: dict[Channel, Sender] = {
+        Channel.SLACK: SlackSender(SLACK_TEST_TOKEN, slack.url + "/api/", 1),
+        Channel.EMAIL: FakeSender(),
+    }
+    dispatcher = Dispatcher(
+        outbox,
+        senders,
+        CONFIG,
+        DeliveryMetrics.create(registry),
+        clock=clock,
+        attempt_timeout_seconds=1,
+    )
+
+    run(dispatcher.handle(a_classified_response(2)))
+    [row] = outbox.rows.values()
+    assert row.status == "pending" and (row.last_error or "").startswith(NO_ANSWER)
+    slack.wait_for(1, "/api/chat.postMessage")
+    # Let the hanging answer finish and the message land.
+    time.sleep(3.2)
+    clock.advance(timedelta(minutes=10).total_seconds())
+    run(dispatcher.retry_due())
+
+    assert row.status == "sent"
+    assert len(slack.received("/api/chat.postMessage")) == 1
+    assert len(slack.messages) == 1
+    labels = {"channel": "slack", "kind": "alert", "outcome": "found"}
+    assert registry.get_sample_value("npsloop_deliveries_total", labels) == 1
+
+
+def test_a_worker_that_died_mid_call_leaves_the_next_attempt_to_look_first() -> None:
+    """In flight when the worker died: the provider had it, so it is recorded, not resent."""
+
+    class Remembering(FakeSender):
+        async def find(self, entry: OutboxEntry) -> str | None:
+            return "C0ALERTS:1.000001" if entry.outcome_unknown else None
+
+    outbox = FakeOutbox()
+    clock = FakeClock()
+    slack = Remembering()
+    dispatcher = Dispatcher(
+        outbox,
+        {Channel.SLACK: slack, Channel.EMAIL: FakeSender()},
+        CONFIG,
+        DeliveryMetrics.create(CollectorRegistry()),
+        clock=clock,
+    )
+    classified = a_classified_response(2)
+    # A first worker claimed the alert and died before it could record anything.
+    slack.failures.append(DeliveryFailed("never reached", permanent=False))
+    run(dispatcher.handle(classified))
+    [key] = outbox.rows
+    outbox.rows[key].last_error = IN_FLIGHT
+    clock.advance(3600)
+
+    run(dispatcher.retry_due())
+
+    assert outbox.rows[key].status == "sent"
+    assert outbox.rows[key].provider_ref == "C0ALERTS:1.000001"
+    assert len(slack.sent) == 0
+
+
+def test_an_alert_carried_by_a_summary_is_found_as_a_line_of_that_summary(
+    slack: FakeSlack,
+) -> None:
+    sender = SlackSender(SLACK_TEST_TOKEN, slack.url + "/api/", 5)
+    alert = an_entry(2, IN_FLIGHT)
+    summary = OutboxEntry(
+        **{
+            **an_entry(1, None).__dict__,
+            "idempotency_key": f"summary:{alert.idempotency_key}",
+            "payload": {
+                "channel": "#customer-feedback",
+                "text": "14 new detractors",
+                "metadata": message_metadata("summary:x", [alert.idempotency_key, "alert:b"]),
+            },
+        }
+    )
+    channel_ts = run(sender.send(summary))
+
+    assert run(sender.find(alert)) == f"summary:{channel_ts}"
+
+
+def test_an_alert_whose_last_attempt_may_have_landed_is_not_taken_into_a_summary(
+    sessions: sessionmaker[Session],
+) -> None:
+    outbox = SqlOutbox(sessions)
+    now = datetime.now(UTC)
+    alerts = [an_alert(f"resp-{n}") for n in range(6)]
+    for alert in alerts:
+        outbox.add(alert, now)
+    uncertain = alerts[2].idempotency_key
+    outbox.mark_retry(uncertain, f"{NO_ANSWER}: Slack: TimeoutError", now)
+
+    claimed = outbox.claim_waiting("alert", STORE, now, now + timedelta(seconds=30), 2, 25)
+
+    assert uncertain not in {entry.idempotency_key for entry in claimed}
+    assert len(claimed) == 5
