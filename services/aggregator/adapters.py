@@ -1,18 +1,46 @@
-"""The aggregator's adapters: the response read model (SQLAlchemy) and the Prometheus gauges."""
+"""The aggregator's read model (SQLAlchemy): each fact once, by its id, and daily snapshots.
+
+- A response is one row per response id. Which version is kept is the domain's rule
+  (``ResponseFact.supersedes``: later ``(received_at, event_id)``), and it is the upsert's
+  own WHERE, so a redelivered or an older version arriving late changes nothing, on any
+  worker, even if two race.
+- Daily snapshots (day in the reporting zone, survey kind, dimension, segment, counts)
+  move in the same transaction as the response row, and only when the row changed: the
+  earlier version's counts are taken off, the new one's added. So they count each
+  response once as well, and hold history for as long as it is kept, beyond the windows.
+- Segment buckets are admitted (first seen, kept for good) and stored with their
+  position, so a restart or another worker sees the same buckets.
+- Invitations (earliest "sent" wins), purchases and case events are kept once by id.
+"""
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime
-from typing import Protocol
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, tzinfo
+from decimal import Decimal
+from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Gauge
-from sqlalchemy import Integer, String, func, select
+from sqlalchemy import (
+    JSON,
+    Date,
+    Integer,
+    Numeric,
+    String,
+    func,
+    select,
+    tuple_,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from services.aggregator.domain import WINDOWS, Figures, Window
-from shared.db import Base, UtcDateTime, upsert
-from shared.events import ClassifiedResponse, SurveyKind
+from services.aggregator.domain import Period
+from services.aggregator.figures import ALL
+from services.aggregator.loop_health import CaseStep
+from services.aggregator.money import PurchaseFact
+from services.aggregator.responses import InvitationFact, ResponseFact, Theme
+from services.aggregator.segments import SegmentBuckets, SegmentPolicy
+from shared.db import Base, UtcDateTime, add_to, insert_ignore, lock_until_commit, upsert
+from shared.events import CaseAction, SurveyKind
 from shared.nps import Category, Counts
 
 
@@ -20,103 +48,428 @@ class ResponseRow(Base):
     __tablename__ = "aggregator_responses"
 
     response_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(200))
     survey_kind: Mapped[str] = mapped_column(String(10))
     score: Mapped[int] = mapped_column(Integer)
     category: Mapped[str] = mapped_column(String(10))
     responded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    invitation_id: Mapped[str | None] = mapped_column(String(200))
+    segment: Mapped[dict[str, str]] = mapped_column(JSON)
+    heard_from: Mapped[str | None] = mapped_column(String(120))
+    themes: Mapped[list[list[str]]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
     event_id: Mapped[str] = mapped_column(String(36))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class SegmentBucketRow(Base):
+    __tablename__ = "aggregator_segment_buckets"
+
+    dimension: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(120), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class InvitationRow(Base):
+    __tablename__ = "aggregator_invitations"
+
+    invitation_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(200))
+    survey_kind: Mapped[str] = mapped_column(String(10))
+    sent_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class CaseStepRow(Base):
+    __tablename__ = "aggregator_case_steps"
+
+    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(200))
+    response_id: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    sla_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class PurchaseRow(Base):
+    __tablename__ = "aggregator_purchases"
+
+    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(200))
+    order_id: Mapped[str] = mapped_column(String(200))
+    amount: Mapped[Decimal] = mapped_column(Numeric(18, 4))
+    currency: Mapped[str] = mapped_column(String(3))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SnapshotRow(Base):
+    __tablename__ = "aggregator_daily_snapshots"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    survey_kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(40), primary_key=True)
+    segment: Mapped[str] = mapped_column(String(120), primary_key=True)
+    promoters: Mapped[int] = mapped_column(Integer)
+    passives: Mapped[int] = mapped_column(Integer)
+    detractors: Mapped[int] = mapped_column(Integer)
+
+
+class DigestRow(Base):
+    __tablename__ = "aggregator_digests"
+
+    period_start: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    period_end: Mapped[datetime] = mapped_column(UtcDateTime)
+    event_id: Mapped[str] = mapped_column(String(36))
+    published_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class ReadModel(Protocol):
-    """Every response once, by response id: an update replaces, it never adds."""
+    """The aggregator's state: every fact once by its id, buckets, snapshots, digests sent."""
 
-    def record(self, classified: ClassifiedResponse) -> None: ...
+    def record_response(self, fact: ResponseFact) -> bool: ...
 
-    def counts(self, survey_kind: SurveyKind, since: datetime) -> Counts: ...
+    def record_invitation(self, fact: InvitationFact) -> bool: ...
+
+    def record_purchase(self, fact: PurchaseFact) -> bool: ...
+
+    def record_case_step(self, step: CaseStep) -> bool: ...
+
+    def buckets(self) -> SegmentBuckets: ...
+
+    def responses(self, since: datetime) -> list[ResponseFact]: ...
+
+    def latest_categories(self) -> dict[str, Category]: ...
+
+    def invitations(self, since: datetime) -> list[InvitationFact]: ...
+
+    def case_steps(self) -> list[CaseStep]: ...
+
+    def purchases(self, since: datetime) -> list[PurchaseFact]: ...
+
+    def snapshots(
+        self, survey_kind: SurveyKind, dimension: str, since: date
+    ) -> dict[str, dict[date, Counts]]:
+        """Each segment's counts per day (in the reporting zone) since a day."""
+        ...
+
+    def digest_published(self, period: Period) -> bool: ...
+
+    def mark_digest_published(self, period: Period, event_id: str, at: datetime) -> None: ...
+
+
+# Any fixed number: the PostgreSQL advisory lock under which segment values are admitted.
+_ADMISSION_LOCK_ID = 0x6E70736D
+
+_COLUMN_OF = {
+    Category.PROMOTER: "promoters",
+    Category.PASSIVE: "passives",
+    Category.DETRACTOR: "detractors",
+}
 
 
 class SqlReadModel:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], policy: SegmentPolicy, zone: tzinfo
+    ) -> None:
         self._sessions = sessions
+        self._policy = policy
+        self._zone = zone
+        self._admitted: SegmentBuckets | None = None
 
-    def record(self, classified: ClassifiedResponse) -> None:
-        response = classified.response
+    # --- writing ------------------------------------------------------------------------
+
+    def record_response(self, fact: ResponseFact) -> bool:
+        """Keep a version of a response unless a later one is kept; True if it changed."""
         with self._sessions.begin() as session:
-            upsert(
+            buckets = self._admit(session, fact.segment)
+            kept = session.execute(
+                select(ResponseRow.__table__)
+                .where(ResponseRow.response_id == fact.response_id)
+                .with_for_update()
+            ).one_or_none()
+            written = upsert(
                 session,
                 ResponseRow.__table__,
-                {
-                    "response_id": response.response_id,
-                    "survey_kind": response.survey_kind.value,
-                    "score": response.score,
-                    "category": classified.category.value,
-                    "responded_at": response.responded_at.astimezone(UTC),
-                    "event_id": str(classified.event_id),
-                    "updated_at": datetime.now(UTC),
-                },
+                _row_of(fact),
                 keys=["response_id"],
+                # ResponseFact.supersedes, in SQL: strictly later (received_at, event_id).
+                only_if=lambda proposed: (
+                    tuple_(proposed.received_at, proposed.event_id)
+                    > tuple_(ResponseRow.received_at, ResponseRow.event_id)
+                ),
+            )
+            if written:
+                if kept is not None:
+                    self._count(session, _fact_of(kept._mapping), buckets, -1)
+                self._count(session, fact, buckets, +1)
+        self._admitted = buckets
+        return written
+
+    def _admit(self, session: Session, segment: Mapping[str, str]) -> SegmentBuckets:
+        known = self._admitted if self._admitted is not None else self._load_buckets(session)
+        if known.admit(segment) is known:
+            return known
+        # Another worker may have admitted values since this one last looked: once a
+        # dimension is full, which values have a bucket must be the same for every worker,
+        # so a value is admitted only against the stored buckets, one worker at a time.
+        lock_until_commit(session, _ADMISSION_LOCK_ID)
+        known = self._load_buckets(session)
+        grown = known.admit(segment)
+        for dimension in grown.policy.dimensions:
+            values = grown.admitted[dimension]
+            for position in range(len(known.admitted[dimension]), len(values)):
+                insert_ignore(
+                    session,
+                    SegmentBucketRow.__table__,
+                    {"dimension": dimension, "value": values[position], "position": position},
+                    keys=["dimension", "value"],
+                )
+        return grown
+
+    def _count(
+        self, session: Session, fact: ResponseFact, buckets: SegmentBuckets, sign: int
+    ) -> None:
+        day = fact.responded_at.astimezone(self._zone).date()
+        cuts = [(ALL, ALL)] + [
+            (dimension, buckets.bucket(dimension, fact.segment.get(dimension)))
+            for dimension in buckets.policy.dimensions
+        ]
+        amounts = dict.fromkeys(_COLUMN_OF.values(), 0)
+        amounts[_COLUMN_OF[fact.category]] = sign
+        for dimension, segment in cuts:
+            add_to(
+                session,
+                SnapshotRow.__table__,
+                {
+                    "day": day,
+                    "survey_kind": fact.survey_kind.value,
+                    "dimension": dimension,
+                    "segment": segment,
+                },
+                amounts,
             )
 
-    def counts(self, survey_kind: SurveyKind, since: datetime) -> Counts:
+    def record_invitation(self, fact: InvitationFact) -> bool:
+        with self._sessions.begin() as session:
+            return upsert(
+                session,
+                InvitationRow.__table__,
+                {
+                    "invitation_id": fact.invitation_id,
+                    "customer_id": fact.customer_id,
+                    "survey_kind": fact.survey_kind.value,
+                    "sent_at": fact.sent_at,
+                },
+                keys=["invitation_id"],
+                # InvitationLedger's rule: the earliest "sent" wins.
+                only_if=lambda proposed: (
+                    tuple_(proposed.sent_at, proposed.customer_id)
+                    < tuple_(InvitationRow.sent_at, InvitationRow.customer_id)
+                ),
+            )
+
+    def record_purchase(self, fact: PurchaseFact) -> bool:
+        with self._sessions.begin() as session:
+            return insert_ignore(
+                session,
+                PurchaseRow.__table__,
+                {
+                    "event_id": fact.event_id,
+                    "customer_id": fact.customer_id,
+                    "order_id": fact.order_id,
+                    "amount": fact.amount,
+                    "currency": fact.currency,
+                    "at": fact.at,
+                },
+                keys=["event_id"],
+            )
+
+    def record_case_step(self, step: CaseStep) -> bool:
+        with self._sessions.begin() as session:
+            return insert_ignore(
+                session,
+                CaseStepRow.__table__,
+                {
+                    "event_id": step.event_id,
+                    "case_id": step.case_id,
+                    "response_id": step.response_id,
+                    "action": step.action.value,
+                    "at": step.at,
+                    "sla_due_at": step.sla_due_at,
+                },
+                keys=["event_id"],
+            )
+
+    def mark_digest_published(self, period: Period, event_id: str, at: datetime) -> None:
+        with self._sessions.begin() as session:
+            insert_ignore(
+                session,
+                DigestRow.__table__,
+                {
+                    "period_start": period.start,
+                    "period_end": period.end,
+                    "event_id": event_id,
+                    "published_at": at,
+                },
+                keys=["period_start"],
+            )
+
+    # --- reading ------------------------------------------------------------------------
+
+    def buckets(self) -> SegmentBuckets:
+        """The buckets as stored: those admitted here and by any other worker."""
+        with self._sessions() as session:
+            loaded = self._load_buckets(session)
+        self._admitted = loaded
+        return loaded
+
+    def _load_buckets(self, session: Session) -> SegmentBuckets:
+        rows = session.execute(
+            select(SegmentBucketRow.dimension, SegmentBucketRow.value).order_by(
+                SegmentBucketRow.dimension, SegmentBucketRow.position, SegmentBucketRow.value
+            )
+        ).all()
+        admitted: dict[str, tuple[str, ...]] = {}
+        for dimension, value in rows:
+            admitted[dimension] = (*admitted.get(dimension, ()), value)
+        return SegmentBuckets(self._policy, admitted)
+
+    def responses(self, since: datetime) -> list[ResponseFact]:
         with self._sessions() as session:
             rows = session.execute(
-                select(ResponseRow.category, func.count())
-                .where(
-                    ResponseRow.survey_kind == survey_kind.value,
-                    ResponseRow.responded_at >= since.astimezone(UTC),
-                )
-                .group_by(ResponseRow.category)
+                select(ResponseRow.__table__).where(ResponseRow.responded_at >= since)
             ).all()
-        by_category = {category: count for category, count in rows}
-        return Counts(
-            promoters=by_category.get(Category.PROMOTER.value, 0),
-            passives=by_category.get(Category.PASSIVE.value, 0),
-            detractors=by_category.get(Category.DETRACTOR.value, 0),
+        return [_fact_of(row._mapping) for row in rows]
+
+    def latest_categories(self) -> dict[str, Category]:
+        """ResponseLedger.latest_by_customer in SQL: latest (responded_at, response_id) wins."""
+        rank = (
+            func.row_number()
+            .over(
+                partition_by=ResponseRow.customer_id,
+                order_by=(ResponseRow.responded_at.desc(), ResponseRow.response_id.desc()),
+            )
+            .label("rank")
         )
-
-
-class NpsGauges:
-    """The window figures as Prometheus gauges, every label set present from the start."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        labels = ["survey_kind", "window"]
-        self.responses = Gauge(
-            "npsloop_responses",
-            "Responses in the rolling window, by NPS category (each response counted once).",
-            [*labels, "category"],
-            registry=registry,
+        ranked = (
+            select(ResponseRow.customer_id, ResponseRow.category, rank)
+            # Rows from before migration 0008 name no customer: they are nobody's latest.
+            .where(ResponseRow.survey_kind == SurveyKind.NPS.value, ResponseRow.customer_id != "")
+            .subquery()
         )
-        self.nps = Gauge(
-            "npsloop_nps",
-            "Net Promoter Score in the window, -100..100 (NaN without responses).",
-            labels,
-            registry=registry,
-        )
-        self.standard_error = Gauge(
-            "npsloop_nps_standard_error",
-            "Standard error of the window's NPS, in points.",
-            labels,
-            registry=registry,
-        )
-        self.margin_of_error = Gauge(
-            "npsloop_nps_margin_of_error",
-            "Half-width of the 95% confidence interval of the window's NPS, in points.",
-            labels,
-            registry=registry,
-        )
-        for kind in SurveyKind:
-            for window in WINDOWS:
-                self.show(kind, window, Figures.of(Counts()))
+        with self._sessions() as session:
+            rows = session.execute(
+                select(ranked.c.customer_id, ranked.c.category).where(ranked.c.rank == 1)
+            ).all()
+        return {customer: Category(category) for customer, category in rows}
 
-    def show(self, survey_kind: SurveyKind, window: Window, figures: Figures) -> None:
-        labels = (survey_kind.value, window.name)
-        for category in Category:
-            self.responses.labels(*labels, category.value).set(figures.counts.of(category))
-        self.nps.labels(*labels).set(_or_nan(figures.nps))
-        self.standard_error.labels(*labels).set(_or_nan(figures.standard_error))
-        self.margin_of_error.labels(*labels).set(_or_nan(figures.margin_of_error))
+    def invitations(self, since: datetime) -> list[InvitationFact]:
+        with self._sessions() as session:
+            rows = session.execute(
+                select(InvitationRow.__table__).where(InvitationRow.sent_at >= since)
+            ).all()
+        return [
+            InvitationFact(
+                row.invitation_id, row.customer_id, SurveyKind(row.survey_kind), row.sent_at
+            )
+            for row in rows
+        ]
+
+    def case_steps(self) -> list[CaseStep]:
+        with self._sessions() as session:
+            rows = session.execute(select(CaseStepRow.__table__)).all()
+        return [
+            CaseStep(
+                row.event_id,
+                row.case_id,
+                row.response_id,
+                CaseAction(row.action),
+                row.at,
+                row.sla_due_at,
+            )
+            for row in rows
+        ]
+
+    def purchases(self, since: datetime) -> list[PurchaseFact]:
+        with self._sessions() as session:
+            rows = session.execute(
+                select(PurchaseRow.__table__).where(PurchaseRow.at >= since)
+            ).all()
+        return [
+            PurchaseFact(
+                row.event_id,
+                row.customer_id,
+                row.order_id,
+                Decimal(row.amount),
+                row.currency,
+                row.at,
+            )
+            for row in rows
+        ]
+
+    def snapshots(
+        self, survey_kind: SurveyKind, dimension: str, since: date
+    ) -> dict[str, dict[date, Counts]]:
+        with self._sessions() as session:
+            rows = session.execute(
+                select(
+                    SnapshotRow.segment,
+                    SnapshotRow.day,
+                    SnapshotRow.promoters,
+                    SnapshotRow.passives,
+                    SnapshotRow.detractors,
+                ).where(
+                    SnapshotRow.survey_kind == survey_kind.value,
+                    SnapshotRow.dimension == dimension,
+                    SnapshotRow.day >= since,
+                )
+            ).all()
+        by_segment: dict[str, dict[date, Counts]] = defaultdict(dict)
+        for segment, day, promoters, passives, detractors in rows:
+            by_segment[segment][day] = Counts(promoters, passives, detractors)
+        return dict(by_segment)
+
+    def digest_published(self, period: Period) -> bool:
+        with self._sessions() as session:
+            found = session.execute(
+                select(DigestRow.event_id).where(DigestRow.period_start == period.start)
+            ).first()
+        return found is not None
 
 
-def _or_nan(value: float | None) -> float:
-    return math.nan if value is None else value
+def _row_of(fact: ResponseFact) -> dict[str, Any]:
+    return {
+        "response_id": fact.response_id,
+        "customer_id": fact.customer_id,
+        "survey_kind": fact.survey_kind.value,
+        "score": fact.score,
+        "category": fact.category.value,
+        "responded_at": fact.responded_at,
+        "invitation_id": fact.invitation_id,
+        "segment": dict(fact.segment),
+        "heard_from": fact.heard_from,
+        "themes": [[theme.id, theme.label] for theme in fact.themes],
+        "received_at": fact.received_at,
+        "event_id": fact.event_id,
+        "updated_at": datetime.now(UTC),
+    }
+
+
+def _fact_of(row: Mapping[Any, Any]) -> ResponseFact:
+    return ResponseFact(
+        response_id=row["response_id"],
+        customer_id=row["customer_id"],
+        survey_kind=SurveyKind(row["survey_kind"]),
+        score=row["score"],
+        category=Category(row["category"]),
+        responded_at=row["responded_at"],
+        segment=row["segment"] or {},
+        invitation_id=row["invitation_id"],
+        heard_from=row["heard_from"],
+        themes=_themes(row["themes"] or []),
+        received_at=row["received_at"],
+        event_id=row["event_id"],
+    )
+
+
+def _themes(stored: Iterable[list[str]]) -> tuple[Theme, ...]:
+    return tuple(Theme(theme_id, label) for theme_id, label in stored)

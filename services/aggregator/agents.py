@@ -1,45 +1,65 @@
-"""The aggregator's agent and refresh timer: record each response once, recompute the windows."""
+"""The aggregator's agents and timers: record each fact once, refresh, publish the digest."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import faust
 
-from services.aggregator.adapters import NpsGauges, ReadModel
-from services.aggregator.domain import WINDOWS, Figures
-from shared.events import ClassifiedResponse, SurveyKind, decode
+from services.aggregator.adapters import ReadModel
+from services.aggregator.loop_health import CaseStep
+from services.aggregator.money import PurchaseFact, read_purchase
+from services.aggregator.responses import InvitationFact, ResponseFact
+from services.aggregator.service import DigestPublisher, Refresher
+from shared.events import CaseEvent, ClassifiedResponse, Invitation, decode
 from shared.streams import EventLoop
 
-
-class WindowRefresher:
-    """Recomputes every window from the read model and shows it on the gauges."""
-
-    def __init__(self, read_model: ReadModel, gauges: NpsGauges) -> None:
-        self.read_model = read_model
-        self.gauges = gauges
-
-    def refresh(self) -> None:
-        now = datetime.now(UTC)
-        for kind in SurveyKind:
-            for window in WINDOWS:
-                counts = self.read_model.counts(kind, window.start(now))
-                self.gauges.show(kind, window, Figures.of(counts))
+DIGEST_CHECK_SECONDS = 60.0
 
 
 def register(
     app: faust.App,
+    *,
     classified: faust.TopicT,
+    invitations: faust.TopicT,
+    purchases: faust.TopicT,
+    cases: faust.TopicT,
     read_model: ReadModel,
-    refresher: WindowRefresher,
+    refresher: Refresher,
+    digests: DigestPublisher,
     loop: EventLoop,
     refresh_seconds: float,
 ) -> None:
     @app.agent(classified, name="count")
     async def count(stream: faust.StreamT[bytes]) -> None:
         async def handle(key: bytes | None, value: bytes | None) -> None:
-            await asyncio.to_thread(read_model.record, decode(ClassifiedResponse, value))
+            fact = ResponseFact.of(decode(ClassifiedResponse, value))
+            await asyncio.to_thread(read_model.record_response, fact)
+
+        await loop.run(stream, handle)
+
+    @app.agent(invitations, name="count_invitations")
+    async def count_invitations(stream: faust.StreamT[bytes]) -> None:
+        async def handle(key: bytes | None, value: bytes | None) -> None:
+            fact = InvitationFact.of(decode(Invitation, value))
+            if fact is not None:
+                await asyncio.to_thread(read_model.record_invitation, fact)
+
+        await loop.run(stream, handle)
+
+    @app.agent(purchases, name="count_purchases")
+    async def count_purchases(stream: faust.StreamT[bytes]) -> None:
+        async def handle(key: bytes | None, value: bytes | None) -> None:
+            fact = PurchaseFact.of(read_purchase(value))
+            await asyncio.to_thread(read_model.record_purchase, fact)
+
+        await loop.run(stream, handle)
+
+    @app.agent(cases, name="follow_cases")
+    async def follow_cases(stream: faust.StreamT[bytes]) -> None:
+        async def handle(key: bytes | None, value: bytes | None) -> None:
+            step = CaseStep.of(decode(CaseEvent, value))
+            await asyncio.to_thread(read_model.record_case_step, step)
 
         await loop.run(stream, handle)
 
@@ -50,3 +70,11 @@ def register(
         except Exception:
             # The database may be away; the gauges keep their last figures until it is back.
             app.log.exception("refreshing the NPS windows failed")
+
+    @app.timer(DIGEST_CHECK_SECONDS, name="publish_digest")
+    async def publish_digest() -> None:
+        try:
+            await digests.publish_due()
+        except Exception:
+            # The next check tries again; the digest's id keeps it one digest downstream.
+            app.log.exception("publishing the weekly digest failed")

@@ -1,0 +1,94 @@
+"""What the aggregator's timers do: refresh the gauges, publish the week's digest once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from services.aggregator.adapters import ReadModel
+from services.aggregator.digest import DigestSchedule, build_digest
+from services.aggregator.metrics import AggregatorGauges
+from services.aggregator.queries import load_facts
+from services.aggregator.report import Report, ReportingConfig, build_report
+from shared.events import Digest, SurveyKind
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Refresher:
+    """Loads the facts the windows need, folds them into a report and shows it on the gauges.
+
+    The whole horizon (180 days of responses) is loaded each time: simple and exact, and
+    quick enough for tens of thousands of responses (bench/aggregator_refresh.py).
+    """
+
+    def __init__(
+        self,
+        read_model: ReadModel,
+        gauges: AggregatorGauges,
+        config: ReportingConfig,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.read_model = read_model
+        self.gauges = gauges
+        self.config = config
+        self.clock = clock
+
+    def refresh(self) -> Report:
+        now = self.clock()
+        report = build_report(load_facts(self.read_model, now), now, self.config)
+        self.gauges.show(report)
+        return report
+
+
+class DigestPublisher:
+    """Publishes the digest of each week once it is due, and once only.
+
+    Sent first, then stored as published: a crash in between publishes it again with the
+    same event id, which the notifier posts once. A week without a single NPS response
+    has nothing to say and is not published (a new installation does not open with an
+    empty digest).
+    """
+
+    def __init__(
+        self,
+        read_model: ReadModel,
+        config: ReportingConfig,
+        schedule: DigestSchedule,
+        send: Callable[[Digest], Awaitable[None]],
+        clock: Clock = utc_now,
+    ) -> None:
+        self.read_model = read_model
+        self.config = config
+        self.schedule = schedule
+        self.send = send
+        self.clock = clock
+
+    async def publish_due(self) -> Digest | None:
+        now = self.clock()
+        period = self.schedule.due(now, self.config.zone)
+        if period is None or await asyncio.to_thread(self.read_model.digest_published, period):
+            return None
+
+        def build() -> Digest | None:
+            facts = load_facts(self.read_model, now)
+            if not any(
+                fact.survey_kind == SurveyKind.NPS and fact.responded_at in period
+                for fact in facts.responses
+            ):
+                return None
+            return build_digest(facts, now, self.config)
+
+        digest = await asyncio.to_thread(build)
+        if digest is None:
+            return None
+        await self.send(digest)
+        await asyncio.to_thread(
+            self.read_model.mark_digest_published, period, str(digest.event_id), now
+        )
+        return digest
