@@ -1,0 +1,349 @@
+"""Throughput and alert latency of the whole pipeline on the embedded broker (not a test).
+
+    PYTHONPATH=. .venv/bin/python bench/pipeline.py [--raw N] [--pipeline N] [--rate R]
+        [--seconds S]
+
+One run measures, on one embedded Tansu broker:
+
+(a) raw_eps: one asyncio process with a plain aiokafka consumer and producer doing
+    consume -> decode -> ``classify_response`` -> encode -> produce over N responses
+    already on a topic; the floor of what Python does here.
+(b) pipeline_eps: N responses produced straight onto the stack's responses topic (a
+    mix of scores 0-10), divided by the time from the first produce until the
+    aggregator's ``/v1/nps`` counts all N and the fake Slack has had an alert naming
+    every detractor. The time the classified topic held all N is printed too.
+(c) alert_ms_p50/p95/p99: detractors POSTed to ingest's signed ``/v1/responses`` at a
+    steady rate; per response, the time from ingest's 202 to the first Slack API call
+    naming it. Bursts are switched off for the run (NPSLOOP_BURST_THRESHOLD high,
+    NPSLOOP_SLACK_CHANNEL_INTERVAL_SECONDS=0), so each detractor is its own post.
+(d) rss_mb: peak RSS (VmHWM) of each worker process at the end of the run.
+
+The last line printed is one JSON object with these figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import statistics
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from services.classifier.domain import classify_response
+from shared import topics
+from shared.broker import EmbeddedBroker
+from shared.events import Response, decode, encode
+from shared.kafka_admin import ensure_topics
+from shared.signing import webhook_headers
+from tests.fakes import FakeSlack
+from tests.stack import WEBHOOK_SECRET, Stack, http_get, stack_with_fakes
+
+COMMENTS = (
+    "Leveringen var en uge forsinket og ingen svarede på min mail",
+    "The staff in the store were rude and the price was too high",
+    "Helt okej men dyrt",
+    "Fantastic staff, fast delivery, will buy again",
+)
+WORKERS_ENV = {
+    "NPSLOOP_SLACK_CHANNEL": "#cx-alerts",
+    # One Slack post per detractor, at once: latency per response, not per summary.
+    "NPSLOOP_BURST_THRESHOLD": "1000000",
+    "NPSLOOP_SLACK_CHANNEL_INTERVAL_SECONDS": "0",
+}
+
+
+def response(response_id: str, score: int, index: int) -> Response:
+    now = datetime.now(UTC)
+    return Response(
+        event_id=uuid.uuid4(),
+        occurred_at=now,
+        response_id=response_id,
+        customer_id=f"c-{index % 997}",
+        score=score,
+        comment=f"{COMMENTS[index % len(COMMENTS)]} {response_id}",
+        responded_at=now,
+    )
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
+
+
+# --- (a) the raw aiokafka loop ------------------------------------------------------------
+
+
+async def classified_at(bootstrap: str, topic: str, marker: bytes, count: int) -> float:
+    """When ``count`` records containing ``marker`` are on the topic (time.time()).
+
+    Counted by reading: the embedded broker's latest offsets are not record counts.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        assigned = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        seen = 0
+        while seen < count:
+            batch = await consumer.getmany(timeout_ms=200)
+            seen += sum(marker in (m.value or b"") for messages in batch.values() for m in messages)
+        return time.time()
+    finally:
+        await consumer.stop()
+
+
+async def produce_responses(bootstrap: str, topic: str, events: list[Response]) -> float:
+    """Produce the events (key customer); returns the time.time() the first was sent."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        started = time.time()
+        sent = [
+            await producer.send(topic, encode(event), key=event.customer_id.encode())
+            for event in events
+        ]
+        await asyncio.gather(*sent)
+        return started
+    finally:
+        await producer.stop()
+
+
+async def raw_loop(bootstrap: str, count: int) -> float:
+    namespace = f"raw{uuid.uuid4().hex[:8]}"
+    ensure_topics(bootstrap, namespace, (topics.RESPONSES, topics.RESPONSES_CLASSIFIED))
+    source = topics.RESPONSES.qualified(namespace)
+    target = topics.RESPONSES_CLASSIFIED.qualified(namespace)
+    events = [response(f"raw-{i}", i % 11, i) for i in range(count)]
+    await produce_responses(bootstrap, source, events)
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        assigned = [TopicPartition(source, p) for p in consumer.partitions_for_topic(source) or ()]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        done = 0
+        # Timed from the first record fetched: the first fetch's wait is start-up, not work.
+        batch = {}
+        while not batch:
+            batch = await consumer.getmany(timeout_ms=1000)
+        started = time.perf_counter()
+        while True:
+            pending = []
+            for messages in batch.values():
+                for message in messages:
+                    classified = classify_response(decode(Response, message.value))
+                    pending.append(await producer.send(target, encode(classified), message.key))
+            await asyncio.gather(*pending)
+            done += len(pending)
+            if done >= count:
+                break
+            batch = await consumer.getmany(timeout_ms=1000)
+        elapsed = time.perf_counter() - started
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    print(f"(a) raw loop: {count} responses consumed, classified, produced in {elapsed:.2f} s")
+    return count / elapsed
+
+
+# --- (b) the real pipeline ----------------------------------------------------------------
+
+
+def nps_count(stack: Stack) -> int:
+    status, text = http_get(stack.url("aggregator") + "/v1/nps?window=30d", timeout=10.0)
+    return int(json.loads(text)["responses"]) if status == 200 else -1
+
+
+def ids_at_slack(slack: FakeSlack, pattern: re.Pattern[str]) -> dict[str, float]:
+    """Response ids named in Slack posts, with when the first post naming each arrived."""
+    seen: dict[str, float] = {}
+    for received in slack.received("/api/chat.postMessage"):
+        for found in set(pattern.findall(json.dumps(received.body))):
+            seen[found] = min(seen.get(found, received.at), received.at)
+    return seen
+
+
+def pipeline(stack: Stack, slack: FakeSlack, count: int, timeout: float) -> float:
+    run = uuid.uuid4().hex[:6]
+    events = [response(f"pl-{run}-{i}", i % 11, i) for i in range(count)]
+    detractors = {e.response_id for e in events if e.score <= 6}
+    pattern = re.compile(rf"pl-{run}-\d+")
+    classified_topic = stack.topic(topics.RESPONSES_CLASSIFIED.name)
+    counting = ThreadPoolExecutor(1).submit(
+        asyncio.run,
+        classified_at(stack.bootstrap, classified_topic, f'"pl-{run}-'.encode(), count),
+    )
+    counted_before = nps_count(stack)
+
+    started = asyncio.run(
+        produce_responses(stack.bootstrap, stack.topic(topics.RESPONSES.name), events)
+    )
+    produced = time.time() - started
+    aggregated_at = routed_at = None
+    deadline = time.time() + timeout
+    while time.time() < deadline and not (aggregated_at and routed_at):
+        now = time.time()
+        if aggregated_at is None and nps_count(stack) - counted_before >= count:
+            aggregated_at = now
+        if routed_at is None and detractors <= ids_at_slack(slack, pattern).keys():
+            routed_at = max(ids_at_slack(slack, pattern).values())
+        time.sleep(0.2)
+    if not (aggregated_at and routed_at):
+        raise RuntimeError(
+            f"pipeline not done in {timeout:.0f} s: "
+            f"aggregated={aggregated_at is not None} routed={routed_at is not None}"
+        )
+    classified = counting.result(timeout=timeout)
+    done = max(aggregated_at, routed_at, classified)
+    print(
+        f"(b) pipeline: {count} responses ({len(detractors)} detractors) produced in "
+        f"{produced:.2f} s; all classified after {classified - started:.2f} s, "
+        f"all counted by the aggregator after {aggregated_at - started:.2f} s "
+        f"(polled every 0.2 s, refresh 0.5 s), every detractor alerted after "
+        f"{routed_at - started:.2f} s"
+    )
+    return count / (done - started)
+
+
+# --- (c) alert latency at a steady rate ---------------------------------------------------
+
+
+async def post_steadily(url: str, run: str, rate: float, seconds: float) -> dict[str, float]:
+    """POST detractors at ``rate`` a second; returns the time.time() of each 202."""
+    accepted: dict[str, float] = {}
+    failures: list[int] = []
+    total = int(rate * seconds)
+    connector = aiohttp.TCPConnector(limit=64)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def post(index: int) -> None:
+            response_id = f"lat-{run}-{index}"
+            body = json.dumps(
+                {
+                    "response_id": response_id,
+                    "customer_id": f"c-lat-{index % 997}",
+                    "score": index % 4,
+                    "comment": f"{COMMENTS[index % 2]} {response_id}",
+                }
+            ).encode()
+            headers = {"Content-Type": "application/json"}
+            headers.update(webhook_headers(WEBHOOK_SECRET, f"msg_{uuid.uuid4().hex}", body))
+            async with session.post(url, data=body, headers=headers) as answer:
+                await answer.read()
+                if answer.status == 202:
+                    accepted[response_id] = time.time()
+                else:
+                    failures.append(answer.status)
+
+        tasks = []
+        start = time.perf_counter()
+        for index in range(total):
+            delay = start + index / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(post(index)))
+        await asyncio.gather(*tasks)
+        behind = time.perf_counter() - start - seconds
+    if failures:
+        print(f"{len(failures)} POSTs not accepted: statuses {sorted(set(failures))}")
+    print(f"{total} POSTs sent over {seconds:.0f} s (the last answered {behind:+.2f} s after plan)")
+    return accepted
+
+
+def alert_latency(
+    stack: Stack, slack: FakeSlack, rate: float, seconds: float, timeout: float
+) -> list[float]:
+    run = uuid.uuid4().hex[:6]
+    accepted = asyncio.run(post_steadily(stack.url("ingest") + "/v1/responses", run, rate, seconds))
+    pattern = re.compile(rf"lat-{run}-\d+")
+    deadline = time.time() + timeout
+    seen = ids_at_slack(slack, pattern)
+    while time.time() < deadline and not accepted.keys() <= seen.keys():
+        time.sleep(0.5)
+        seen = ids_at_slack(slack, pattern)
+    missing = len(accepted.keys() - seen.keys())
+    if missing:
+        print(f"(c) {missing} of {len(accepted)} accepted detractors never reached Slack")
+    latencies = [(seen[r] - at) * 1000 for r, at in accepted.items() if r in seen]
+    print(
+        f"(c) {len(latencies)} alerts at {rate:.0f}/s: ingest 202 -> Slack call "
+        f"mean {statistics.mean(latencies):.0f} ms, max {max(latencies):.0f} ms"
+    )
+    return latencies
+
+
+# --- (d) peak RSS -------------------------------------------------------------------------
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def warm_up(stack: Stack, slack: FakeSlack) -> None:
+    """One detractor through the whole loop, so joins and first imports are behind us."""
+    run = uuid.uuid4().hex[:6]
+    accepted = asyncio.run(post_steadily(stack.url("ingest") + "/v1/responses", run, 10, 1))
+    pattern = re.compile(rf"lat-{run}-\d+")
+    deadline = time.time() + 120
+    while time.time() < deadline and not accepted.keys() <= ids_at_slack(slack, pattern).keys():
+        time.sleep(0.5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--raw", type=int, default=3000, help="responses for (a)")
+    parser.add_argument("--pipeline", type=int, default=1000, help="responses for (b)")
+    parser.add_argument("--rate", type=float, default=200.0, help="responses a second for (c)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long (c) posts")
+    parser.add_argument("--timeout", type=float, default=300.0, help="most waited for (b), (c)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as directory, EmbeddedBroker() as broker:
+        raw_eps = asyncio.run(raw_loop(broker.bootstrap_servers, args.raw))
+        print(f"(a) raw_eps {raw_eps:.0f}")
+        with stack_with_fakes(broker.bootstrap_servers, Path(directory) / "stack", WORKERS_ENV) as (
+            stack,
+            slack,
+            _sendgrid,
+        ):
+            warm_up(stack, slack)
+            pipeline_eps = pipeline(stack, slack, args.pipeline, args.timeout)
+            print(f"(b) pipeline_eps {pipeline_eps:.0f}")
+            latencies = alert_latency(stack, slack, args.rate, args.seconds, args.timeout)
+            rss = {name: peak_rss_mb(process.pid) for name, process in stack.processes.items()}
+        print(f"(d) peak RSS (VmHWM) per worker, MB: {rss}")
+        print(
+            json.dumps(
+                {
+                    "raw_eps": round(raw_eps, 1),
+                    "pipeline_eps": round(pipeline_eps, 1),
+                    "ratio": round(pipeline_eps / raw_eps, 3),
+                    "alert_ms_p50": round(percentile(latencies, 0.50), 1),
+                    "alert_ms_p95": round(percentile(latencies, 0.95), 1),
+                    "alert_ms_p99": round(percentile(latencies, 0.99), 1),
+                    "rss_mb": rss,
+                }
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
