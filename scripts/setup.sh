@@ -13,6 +13,12 @@ command -v git >/dev/null || missing+=(git)
 # The survey pages are tested in a real browser: Debian's Chromium and its WebDriver.
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
+# deploy/'s Prometheus configuration, alert rules and dashboard queries are tested with
+# Debian's Prometheus and promtool (one package).
+command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+# docker-compose.yml is validated with Debian's docker-compose (v1 checks a file without an
+# engine).
+command -v docker-compose >/dev/null || missing+=(docker-compose)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing system packages: ${missing[*]}"
   as_root apt-get update -qq

@@ -19,4 +19,4 @@ echo "test: ruff"
 echo "test: mypy"
 .venv/bin/mypy
 echo "test: pytest"
-.venv/bin/pytest "$@"
+.venv/bin/pytest --durations=15 "$@"

@@ -40,6 +40,7 @@ SUMMARY_EVERY_SECONDS = 10.0
 DEMO_REVIEW_LINKS = {
     "NPSLOOP_REVIEW_GOOGLE_URL": "https://g.page/r/npsloop-demo/review",
     "NPSLOOP_REVIEW_FACEBOOK_URL": "https://www.facebook.com/npsloop-demo/reviews",
+    "NPSLOOP_REVIEW_TRUSTPILOT_URL": "https://www.trustpilot.com/evaluate/npsloop-demo.example",
 }
 # The demo shows invitations going out at once, day or night, unless timing is configured.
 DEMO_TIMING = {
@@ -219,6 +220,8 @@ def nps_summary(metrics_text: str, survey_kind: str = "nps", window: str = "30d"
             labels = sample.labels
             if labels.get("survey_kind") != survey_kind or labels.get("window") != window:
                 continue
+            if labels.get("dimension", "all") != "all":
+                continue
             if sample.name == "npsloop_responses":
                 counts[labels["category"]] = sample.value
             elif sample.name in ("npsloop_nps", "npsloop_nps_margin_of_error"):
@@ -262,7 +265,12 @@ def run(settings: Settings, demo: bool = False, demo_rate: float = 2.0) -> int:
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     extra_env = embedded_secrets(settings, settings.data_dir.resolve())
-    demo_links = demo and not (settings.review_google_url or settings.review_facebook_url)
+    demo_links = demo and not (
+        settings.review_google_url
+        or settings.review_facebook_url
+        or settings.review_trustpilot_url
+        or settings.review_links_file
+    )
     if demo_links:
         extra_env.update(DEMO_REVIEW_LINKS)
     if demo:
@@ -287,7 +295,8 @@ def run(settings: Settings, demo: bool = False, demo_rate: float = 2.0) -> int:
             print(f"  demo        {demo_rate:g} responses/s with purchases, in {languages}")
             if extra_env:
                 print(
-                    "  reviews     placeholder Google and Facebook pages (set NPSLOOP_REVIEW_*_URL)"
+                    "  reviews     placeholder Google, Facebook and Trustpilot pages "
+                    "(set NPSLOOP_REVIEW_*_URL)"
                 )
         print("", flush=True)
         _watch(supervisor, outbox)

@@ -76,7 +76,8 @@ class Received:
 
     ``body`` is the JSON or form body, or for a GET the query parameters. ``status`` is
     set once the answer is decided (0 before); ``error`` is the error code of an answer
-    that refused the request (Slack's ``invalid_blocks``, ``ratelimited``...).
+    that refused the request (Slack's ``invalid_blocks``, ``ratelimited``...); ``at`` is
+    when it arrived.
     """
 
     path: str
@@ -86,6 +87,8 @@ class Received:
     answered_with: AnsweredWith = "normal"
     status: int = 0
     error: str | None = None
+    # When the request arrived (time.time()), for latency measured from another clock.
+    at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -430,6 +433,8 @@ class FakeSlack(FakeServer):
             return self._post_or_update(method, received.body, number)
         if method == "conversations.list":
             return self._conversations(received.body)
+        if method == "conversations.history":
+            return self._history(received.body)
         if method == "auth.test":
             return _json(
                 200,
@@ -472,8 +477,20 @@ class FakeSlack(FakeServer):
             if self.messages[ts]["channel"] != channel:
                 return _json(200, {"ok": False, "error": "message_not_found"})
         else:
-            ts = f"1700000000.{number:06d}"
-        message = {"channel": channel, "ts": ts, "text": body.get("text", ""), "blocks": blocks}
+            # Like Slack: the time it was posted, unique in the channel.
+            ts = f"{int(time.time())}.{number:06d}"
+        metadata = body.get("metadata")
+        if isinstance(metadata, str):
+            metadata = json.loads(metadata)
+        if method == "chat.update":
+            metadata = self.messages[ts].get("metadata")
+        message = {
+            "channel": channel,
+            "ts": ts,
+            "text": body.get("text", ""),
+            "blocks": blocks,
+            "metadata": metadata,
+        }
         self.messages[ts] = message
         return _json(
             200,
@@ -485,6 +502,24 @@ class FakeSlack(FakeServer):
                 "message": {"type": "message", "text": message["text"], "ts": ts},
             },
         )
+
+    def _history(self, body: dict[str, Any]) -> Answer:
+        """conversations.history, newest first, one page: with message metadata only when
+        include_all_metadata is asked for, as Slack does."""
+        channel = body.get("channel")
+        if channel not in self.channels:
+            return _json(200, {"ok": False, "error": "channel_not_found"})
+        oldest = float(body.get("oldest") or 0)
+        with_metadata = str(body.get("include_all_metadata")).lower() in ("1", "true")
+        found = []
+        for ts, message in sorted(self.messages.items(), reverse=True):
+            if message["channel"] != channel or float(ts) < oldest:
+                continue
+            shown = {"type": "message", "ts": ts, "text": message["text"]}
+            if with_metadata and message.get("metadata"):
+                shown["metadata"] = message["metadata"]
+            found.append(shown)
+        return _json(200, {"ok": True, "messages": found, "has_more": False})
 
     def _conversations(self, body: dict[str, Any]) -> Answer:
         try:

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka import KafkaProducer
+
+# Room for records bigger than the clients' 1 MiB defaults (the embedded broker takes them).
+LARGE_RECORD_BYTES = 8 * 1024 * 1024
 
 
 def produce(bootstrap: str, topic: str, key: bytes | None, value: bytes) -> None:
@@ -20,9 +24,32 @@ def produce(bootstrap: str, topic: str, key: bytes | None, value: bytes) -> None
         producer.close()
 
 
+def produce_many(
+    bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes | None]]
+) -> list[tuple[str, int, int]]:
+    """Produce (topic, key, value) records with one producer; where each landed
+    (topic, partition, offset), in the order given."""
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap.split(","),
+        acks="all",
+        linger_ms=20,
+        max_request_size=LARGE_RECORD_BYTES,
+    )
+    try:
+        futures = [producer.send(topic, key=key, value=value) for topic, key, value in records]
+        producer.flush(timeout=120)
+        landed = [future.get(timeout=30) for future in futures]
+        return [(meta.topic, meta.partition, meta.offset) for meta in landed]
+    finally:
+        producer.close()
+
+
 async def _read_all(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=LARGE_RECORD_BYTES,
     )
     await consumer.start()
     try:
@@ -53,6 +80,61 @@ async def _read_all(bootstrap: str, topic: str) -> list[tuple[bytes | None, byte
 def read_all(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
     """Every record on the topic right now, in partition order."""
     return asyncio.run(_read_all(bootstrap, topic))
+
+
+async def _collect(
+    bootstrap: str,
+    topic: str,
+    count: int,
+    deadline: float,
+    settle: float,
+    check: Callable[[], None],
+) -> list[tuple[bytes | None, bytes | None]]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=LARGE_RECORD_BYTES,
+    )
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        assigned = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not assigned:
+            return []
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        records: list[tuple[bytes | None, bytes | None]] = []
+        last_new = time.monotonic()
+        while time.monotonic() < deadline:
+            check()
+            batch = await consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                records.extend((message.key, message.value) for message in messages)
+                last_new = time.monotonic()
+            if len(records) >= count and time.monotonic() - last_new >= settle:
+                break
+        return records
+    finally:
+        await consumer.stop()
+
+
+def collect(
+    bootstrap: str,
+    topic: str,
+    count: int,
+    timeout: float = 60.0,
+    settle: float = 0.0,
+    check: Callable[[], None] = lambda: None,
+) -> list[tuple[bytes | None, bytes | None]]:
+    """The topic's records from its beginning, read until there are ``count`` and then
+    nothing new for ``settle`` seconds, or until ``timeout``; ``check`` runs between reads.
+
+    It counts what it reads rather than trusting end offsets: the embedded broker (Tansu
+    0.6) answers ListOffsets with a wrong end offset after batched writes.
+    """
+    deadline = time.monotonic() + timeout
+    return asyncio.run(_collect(bootstrap, topic, count, deadline, settle, check))
 
 
 def wait_for_records(

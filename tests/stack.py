@@ -1,4 +1,8 @@
-"""The four real workers as subprocesses, wired to a broker, a database and fake providers."""
+"""The four real workers as subprocesses, wired to a broker, a database and fake providers.
+
+Each service runs one worker, named by the service; ``spawn_extra`` adds more workers of a
+service to its consumer group, each named ``{service}-{n}`` and on a port of its own.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +16,21 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.process import die_with_parent, free_port
 from shared.settings import SERVICES, ServiceName
 from shared.signing import webhook_headers
-from tests.fakes import SLACK_TEST_TOKEN, FakeServer, FakeSlack, fake_sendgrid, fake_slack
+from tests.fakes import (
+    DEFAULT_SLACK_CHANNELS,
+    SLACK_TEST_TOKEN,
+    FakeServer,
+    FakeSlack,
+    fake_sendgrid,
+    fake_slack,
+)
 
 READY_TIMEOUT = 120.0
 
@@ -54,6 +65,15 @@ def http_post(
 
 
 @dataclass
+class ExtraWorker:
+    """Another worker of a service, in the same consumer group as the first."""
+
+    service: ServiceName
+    port: int
+    process: subprocess.Popen[bytes]
+
+
+@dataclass
 class Stack:
     bootstrap: str
     database_url: str | None
@@ -62,21 +82,33 @@ class Stack:
     namespace: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}")
     ports: dict[ServiceName, int] = field(default_factory=dict)
     processes: dict[ServiceName, subprocess.Popen[bytes]] = field(default_factory=dict)
+    extras: dict[str, ExtraWorker] = field(default_factory=dict)
 
     def url(self, service: ServiceName) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
+    def worker_url(self, worker: str) -> str:
+        """The URL of a worker: a service's first worker by its name, or an extra one."""
+        if worker in self.extras:
+            return f"http://127.0.0.1:{self.extras[worker].port}"
+        return self.url(_service(worker))
+
+    def process_of(self, worker: str) -> subprocess.Popen[bytes]:
+        if worker in self.extras:
+            return self.extras[worker].process
+        return self.processes[_service(worker)]
+
     def topic(self, name: str) -> str:
         return f"{self.namespace}.{name}"
 
-    def worker_env(self, service: ServiceName) -> dict[str, str]:
+    def worker_env(self, service: ServiceName, port: int | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NPSLOOP_")}
         env.update(
             {
                 "NPSLOOP_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
                 "NPSLOOP_NAMESPACE": self.namespace,
                 "NPSLOOP_DATA_DIR": str(self.data_dir),
-                "NPSLOOP_WEB_PORT": str(self.ports[service]),
+                "NPSLOOP_WEB_PORT": str(port or self.ports[service]),
                 "NPSLOOP_BROKER_SESSION_TIMEOUT_SECONDS": "6",
                 "NPSLOOP_AGGREGATE_REFRESH_SECONDS": "0.5",
                 "NPSLOOP_LOG_LEVEL": "info",
@@ -100,51 +132,71 @@ class Stack:
         return self
 
     def spawn(self, service: ServiceName) -> None:
-        log = open(self.log_path(service), "ab")  # noqa: SIM115 - handed to the child
-        self.processes[service] = subprocess.Popen(
-            [sys.executable, "-m", "services", "worker", service],
-            env=self.worker_env(service),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,
-        )
-        log.close()
+        self.processes[service] = self._popen(service, service, self.ports[service])
 
-    def log_path(self, service: ServiceName) -> Path:
-        return self.data_dir / f"{service}.log"
+    def spawn_extra(self, service: ServiceName) -> str:
+        """Start one more worker of a service, on a free port; returns its name."""
+        number = 2 + sum(extra.service == service for extra in self.extras.values())
+        name, port = f"{service}-{number}", free_port()
+        self.extras[name] = ExtraWorker(service, port, self._popen(name, service, port))
+        return name
 
-    def wait_ready(self) -> None:
+    def _popen(self, worker: str, service: ServiceName, port: int) -> subprocess.Popen[bytes]:
+        log = open(self.log_path(worker), "ab")  # noqa: SIM115 - handed to the child
+        try:
+            return subprocess.Popen(
+                [sys.executable, "-m", "services", "worker", service],
+                env=self.worker_env(service, port),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
+            )
+        finally:
+            log.close()
+
+    def log_path(self, worker: str) -> Path:
+        return self.data_dir / f"{worker}.log"
+
+    def wait_ready(self, workers: Iterable[str] = SERVICES) -> None:
+        """Wait until each worker named (by default the first of each service) is ready."""
         deadline = time.monotonic() + READY_TIMEOUT
-        waiting = set(SERVICES)
+        waiting = set(workers)
         while waiting:
-            for service in sorted(waiting):
-                process = self.processes[service]
-                if process.poll() is not None:
-                    raise RuntimeError(f"{service} exited:\n{self.tail(service)}")
-                if http_get(self.url(service) + "/ready", timeout=1.0)[0] == 200:
-                    waiting.discard(service)
+            for worker in sorted(waiting):
+                if self.process_of(worker).poll() is not None:
+                    raise RuntimeError(f"{worker} exited:\n{self.tail(worker)}")
+                if http_get(self.worker_url(worker) + "/ready", timeout=1.0)[0] == 200:
+                    waiting.discard(worker)
             if waiting and time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"not ready: {waiting}\n" + "\n".join(self.tail(s) for s in waiting)
+                    f"not ready: {waiting}\n" + "\n".join(self.tail(w) for w in waiting)
                 )
             time.sleep(0.2)
 
-    def tail(self, service: ServiceName, lines: int = 40) -> str:
-        path = self.log_path(service)
+    def tail(self, worker: str, lines: int = 40) -> str:
+        path = self.log_path(worker)
         text = path.read_text(errors="replace") if path.exists() else ""
-        return f"--- {service} ---\n" + "\n".join(text.splitlines()[-lines:])
+        return f"--- {worker} ---\n" + "\n".join(text.splitlines()[-lines:])
 
     def stop(self) -> None:
-        for process in self.processes.values():
+        processes = [*self.processes.values(), *(extra.process for extra in self.extras.values())]
+        for process in processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
+        for process in processes:
             try:
                 process.wait(20)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def _service(worker: str) -> ServiceName:
+    for service in SERVICES:
+        if worker == service:
+            return service
+    raise KeyError(f"no worker named {worker!r}")
 
 
 @contextlib.contextmanager
@@ -153,9 +205,11 @@ def stack_with_fakes(
     data_dir: Path,
     env: dict[str, str] | None = None,
     database_url: str | None = None,
+    slack_channels: Iterable[str] = DEFAULT_SLACK_CHANNELS,
 ) -> Iterator[tuple[Stack, FakeSlack, FakeServer]]:
-    """The four workers, their Slack and SendGrid clients pointed at fresh fake servers."""
-    slack, sendgrid = fake_slack(), fake_sendgrid()
+    """The four workers, their Slack and SendGrid clients pointed at fresh fake servers
+    (a Slack with these channels)."""
+    slack, sendgrid = fake_slack(slack_channels), fake_sendgrid()
     stack = Stack(
         bootstrap=bootstrap,
         database_url=database_url,
@@ -165,6 +219,9 @@ def stack_with_fakes(
             "NPSLOOP_SLACK_BOT_TOKEN": SLACK_TEST_TOKEN,
             "NPSLOOP_SENDGRID_API_URL": sendgrid.url,
             "NPSLOOP_SENDGRID_API_KEY": "SG.test-key",
+            # Emails go when planned, whatever the hour the suite runs at; the send window
+            # itself is tested where it is the point (tests that set their own).
+            "NPSLOOP_SEND_WINDOW": "00:00-24:00",
             **(env or {}),
         },
     )

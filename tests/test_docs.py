@@ -37,3 +37,14 @@ def test_every_setting_is_documented_in_the_readme() -> None:
         if f"`NPSLOOP_{name.upper()}`" not in README
     ]
     assert missing == []
+
+
+def test_the_production_section_points_to_the_operations_guide_which_covers_its_topics() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    production = readme.split("## Production", 1)[1].split("\n## ", 1)[0]
+    assert "deploy/README.md" in production
+    guide = (ROOT / "deploy" / "README.md").read_text(encoding="utf-8")
+    for heading in ("## Sizing", "## Upgrading", "## Backup and restore", "## What to watch"):
+        assert heading in guide
+    for topic in ("Partitions", "Workers", "Retention", "Migrations", "pg_dump"):
+        assert topic in guide

@@ -204,7 +204,8 @@ def test_a_replay_reclassifies_with_a_new_taxonomy_and_alerts_nobody_again(
     assert "coffee" not in {hit["id"] for hit in original["themes"]}
 
     def alerts() -> int:
-        return sum(response_id in json.dumps(a.body) for a in classifying.slack.accepted())
+        posted = classifying.slack.accepted("/api/chat.postMessage")
+        return sum(response_id in json.dumps(a.body) for a in posted)
 
     deadline = time.monotonic() + 30
     while alerts() == 0 and time.monotonic() < deadline:
@@ -236,6 +237,11 @@ def test_a_replay_reclassifies_with_a_new_taxonomy_and_alerts_nobody_again(
     assert {hit["id"]: hit["words"] for hit in again["themes"]}["coffee"] == ["Kaffen"]
     time.sleep(3)
     assert alerts() == 1, "a reclassified response is not alerted again"
+    # The alert already there is redrawn in place with what the new taxonomy found.
+    updates = classifying.slack.accepted("/api/chat.update")
+    assert any(
+        response_id in json.dumps(u.body) and "Coffee" in json.dumps(u.body) for u in updates
+    )
 
 
 def test_rules_route_a_detractor_to_its_store_channel_or_the_fallback_and_explain_why(

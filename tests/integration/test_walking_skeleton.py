@@ -55,7 +55,8 @@ class Running:
 
 
 def _nps_sample(running: Running, name: str, **labels: str) -> float:
-    key = (name, tuple(sorted({"survey_kind": "nps", "window": "30d", **labels}.items())))
+    whole = {"survey_kind": "nps", "window": "30d", "dimension": "all", "segment": "all"}
+    key = (name, tuple(sorted({**whole, **labels}.items())))
     return running.metrics().get(key, math.nan)
 
 
@@ -74,6 +75,8 @@ def running(
         "NPSLOOP_REVIEW_GOOGLE_URL": GOOGLE,
         "NPSLOOP_REVIEW_FACEBOOK_URL": FACEBOOK,
         "NPSLOOP_COMPANY_NAME": "Test Shop",
+        # The promoter's review request goes at once, whenever the suite runs.
+        "NPSLOOP_SEND_WINDOW": "00:00-24:00",
     }
     data_dir = tmp_path_factory.mktemp(f"stack-{request.param}")
     try:

@@ -9,7 +9,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from services.classifier.domain import classify_response
-from shared.events import ClassifiedResponse, Contact, Response, SurveyKind
+from shared.events import (
+    ClassifiedResponse,
+    Contact,
+    FollowUpAnswers,
+    KeywordHit,
+    Response,
+    Segment,
+    SurveyKind,
+)
+from shared.nps import classify
 
 T = TypeVar("T")
 
@@ -60,3 +69,40 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+
+def a_fast_classified_response(
+    score: int,
+    *,
+    response_id: str = "resp-1",
+    customer_id: str = "cust-1",
+    survey_kind: SurveyKind = SurveyKind.NPS,
+    responded_at: datetime | None = None,
+    received_at: datetime | None = None,
+    segment: dict[str, str] | None = None,
+    heard_from: str | None = None,
+    themes: tuple[str, ...] = (),
+    invitation_id: str | None = None,
+    event_id: uuid.UUID | None = None,
+) -> ClassifiedResponse:
+    """A classified response built directly, without running the text analysis (fast)."""
+    responded_at = responded_at or datetime.now(UTC)
+    response = Response(
+        event_id=uuid.uuid4(),
+        occurred_at=received_at or responded_at,
+        response_id=response_id,
+        invitation_id=invitation_id,
+        customer_id=customer_id,
+        survey_kind=survey_kind,
+        score=score,
+        answers=FollowUpAnswers(heard_from=heard_from),
+        segment=Segment(**(segment or {})),
+        responded_at=responded_at,
+    )
+    return ClassifiedResponse(
+        event_id=event_id or uuid.uuid4(),
+        occurred_at=response.occurred_at,
+        response=response,
+        category=classify(score),
+        themes=[KeywordHit(id=theme, label=theme.title()) for theme in themes],
+    )

@@ -67,6 +67,21 @@ def test_bytes_that_are_not_json_are_a_decode_error() -> None:
         decode(Response, b"\xff\xfenot json at all")
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        as_bytes(response_json(comment="late \ud800 again")),
+        json.dumps(response_json(comment="\udc00"), ensure_ascii=False).encode(
+            "utf-8", "surrogatepass"
+        ),
+    ],
+    ids=["escaped", "encoded"],
+)
+def test_an_unpaired_surrogate_is_a_decode_error_that_says_so(value: bytes) -> None:
+    with pytest.raises(DecodeError, match=r"Invalid JSON: .*surrogate"):
+        decode(Response, value)
+
+
 def test_a_message_without_a_value_is_a_decode_error() -> None:
     with pytest.raises(DecodeError, match="no value"):
         decode(Response, None)
@@ -90,6 +105,8 @@ def test_unknown_fields_from_a_newer_producer_are_ignored() -> None:
         {"name": "Eve\r\nBcc: victims@example.com"},
         {"name": "Eve\nBcc: victims@example.com"},
         {"email": "eve@example.com\nBcc: victims@example.com"},
+        # Every line break Python's str.splitlines() knows, as a mail library may split.
+        *({"name": f"Eve{brk}Bcc: victims@example.com"} for brk in "\x0b\x0c\x1c\x85\u2028"),
     ],
 )
 def test_a_name_or_email_with_a_line_break_is_refused(contact: dict[str, str]) -> None:

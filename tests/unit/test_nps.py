@@ -156,3 +156,94 @@ def test_nps_stays_within_bounds_and_its_margin_is_never_negative(
     assert score is not None and margin is not None
     assert -100.0 <= score <= 100.0
     assert margin >= 0.0
+
+
+# --- Worked by hand -------------------------------------------------------------------------
+# Each figure below is computed in the comment beside it, from the definitions:
+#   p = promoters / n, d = detractors / n, NPS = 100 (p - d)
+#   variance of one response = p + d - (p - d)^2, SE = 100 sqrt(variance / n)
+#   margin of error (95%) = 1.96 SE
+#   z = (NPS_after - NPS_before) / sqrt(SE_before^2 + SE_after^2), significant when |z| >= 1.96
+
+NINETY_SIXTY_FIFTY = Counts(promoters=90, passives=60, detractors=50)
+
+
+def test_the_margin_of_error_of_two_hundred_responses_worked_by_hand() -> None:
+    # n = 200, p = 90/200 = 0.45, d = 50/200 = 0.25, NPS = 100 (0.45 - 0.25) = 20
+    # variance = 0.45 + 0.25 - 0.20^2 = 0.70 - 0.04 = 0.66
+    # SE = 100 sqrt(0.66 / 200) = 100 sqrt(0.0033) = 100 x 0.057446 = 5.7446
+    # margin = 1.96 x 5.7446 = 11.259
+    assert nps(NINETY_SIXTY_FIFTY) == pytest.approx(20.0)
+    assert standard_error(NINETY_SIXTY_FIFTY) == pytest.approx(5.7446, abs=1e-4)
+    assert margin_of_error(NINETY_SIXTY_FIFTY) == pytest.approx(11.259, abs=1e-3)
+
+
+def test_a_ten_point_drop_between_a_hundred_and_two_hundred_responses_is_noise() -> None:
+    # before: 50/30/20 of 100, NPS 30, SE^2 = 10000 x 0.61 / 100 = 61
+    # after: 90/60/50 of 200, NPS 20, SE^2 = 10000 x 0.66 / 200 = 33
+    # z = (20 - 30) / sqrt(61 + 33) = -10 / sqrt(94) = -10 / 9.6954 = -1.0314
+    result = change(FIFTY_THIRTY_TWENTY, NINETY_SIXTY_FIFTY)
+    assert result is not None
+    assert result.delta == pytest.approx(-10.0)
+    assert result.z == pytest.approx(-1.0314, abs=1e-4)
+    assert not result.significant
+
+
+def test_a_thirty_point_drop_on_four_hundred_responses_each_is_significant() -> None:
+    # before: 200/120/80 of 400, p = 0.5, d = 0.2, NPS 30
+    #   variance = 0.5 + 0.2 - 0.3^2 = 0.61, SE^2 = 10000 x 0.61 / 400 = 15.25
+    # after: 140/120/140 of 400, p = d = 0.35, NPS 0
+    #   variance = 0.35 + 0.35 - 0 = 0.70, SE^2 = 10000 x 0.70 / 400 = 17.5
+    # z = (0 - 30) / sqrt(15.25 + 17.5) = -30 / sqrt(32.75) = -30 / 5.7228 = -5.2422
+    result = change(Counts(200, 120, 80), Counts(140, 120, 140))
+    assert result is not None
+    assert result.delta == pytest.approx(-30.0)
+    assert result.z == pytest.approx(-5.2422, abs=1e-4)
+    assert result.significant
+
+
+def test_a_rise_just_under_the_critical_z_is_not_significant_and_just_over_it_is() -> None:
+    # before: 25/50/25 of 100, NPS 0, variance = 0.5 - 0 = 0.5, SE^2 = 10000 x 0.5 / 100 = 50
+    # after: 35/40/25 of 100, NPS 10, variance = 0.6 - 0.01 = 0.59, SE^2 = 59
+    # z = 10 / sqrt(109) = 10 / 10.4403 = 0.9578: noise
+    # after: 45/30/25 of 100, NPS 20, variance = 0.7 - 0.04 = 0.66, SE^2 = 66
+    # z = 20 / sqrt(116) = 20 / 10.7703 = 1.8570: still noise
+    # after: 47/28/25 of 100, NPS 22, variance = 0.72 - 0.0484 = 0.6716, SE^2 = 67.16
+    # z = 22 / sqrt(117.16) = 22 / 10.8240 = 2.0325: significant
+    before = Counts(25, 50, 25)
+    steps = [
+        (Counts(35, 40, 25), 0.9578),
+        (Counts(45, 30, 25), 1.8570),
+        (Counts(47, 28, 25), 2.0325),
+    ]
+    results = [change(before, after) for after, _ in steps]
+    for result, (_, z) in zip(results, steps, strict=True):
+        assert result is not None
+        assert result.z == pytest.approx(z, abs=1e-4)
+    assert [result.significant for result in results if result] == [False, False, True]
+
+
+def test_two_unanimous_periods_with_the_same_nps_are_no_change() -> None:
+    # SE = 0 in both periods and delta = 0: z is defined as 0, not 0/0.
+    result = change(Counts(promoters=4), Counts(promoters=9))
+    assert result is not None
+    assert result.z == 0.0
+    assert not result.significant
+
+
+def test_one_unanimous_period_still_has_the_others_uncertainty() -> None:
+    # before: 10 promoters, NPS 100, SE 0
+    # after: 50/30/20 of 100, NPS 30, SE^2 = 61
+    # z = (30 - 100) / sqrt(0 + 61) = -70 / 7.8102 = -8.9626
+    result = change(Counts(promoters=10), FIFTY_THIRTY_TWENTY)
+    assert result is not None
+    assert result.z == pytest.approx(-8.9626, abs=1e-4)
+
+
+def test_counts_add_category_by_category() -> None:
+    assert Counts(1, 2, 3) + Counts(10, 20, 30) == Counts(11, 22, 33)
+
+
+def test_a_tally_counts_each_category() -> None:
+    tally = Counts.tally([Category.PROMOTER, Category.DETRACTOR, Category.PROMOTER])
+    assert tally == Counts(promoters=2, detractors=1)
