@@ -259,9 +259,11 @@ def test_every_malformed_message_is_dead_lettered_once_per_consumer_and_no_worke
     # tuples would take minutes to draw.
     missing = Counter((w[0], w[1], expected[w].kind) for w in set(expected) - set(where))
     unexpected = Counter((w[0], w[1]) for w in set(where) - set(expected))
+    short = {service for service, _, _ in missing} | {service for service, _ in unexpected}
     assert not missing and not unexpected, (
         f"missing {sum(missing.values())}: {missing.most_common(10)}; "
-        f"unexpected {sum(unexpected.values())}: {unexpected.most_common(10)}"
+        f"unexpected {sum(unexpected.values())}: {unexpected.most_common(10)}\n"
+        + "\n".join(f"{service}:\n{stack.tail(service, 80)}" for service in sorted(short))
     )
     assert [w for w, n in where.items() if n > 1] == []
     for letter in letters:
