@@ -216,6 +216,13 @@ class Settings(BaseSettings):
         description="Alerts waiting for one Slack channel from which on they are posted as "
         "one summary (up to 25 a message) instead of one by one.",
     )
+    notifier_lanes: int = Field(
+        8,
+        ge=1,
+        description="Classified responses and case steps the notifier handles at once (each "
+        "customer's and each case's in order): its work is mostly waiting on the database and "
+        "Slack, so more lanes mean more alerts a second, up to what those two take.",
+    )
     delivery_max_attempts: int = Field(
         12,
         ge=1,

@@ -29,13 +29,14 @@ def register(
     cases: faust.TopicT,
     dispatcher: Dispatcher,
     loop: EventLoop,
+    lanes: int = 1,
 ) -> None:
     @app.agent(classified, name="loops")
     async def loops(stream: faust.StreamT[bytes]) -> None:
         async def handle(key: bytes | None, value: bytes | None) -> None:
             await dispatcher.handle(decode(ClassifiedResponse, value))
 
-        await loop.run(stream, handle)
+        await loop.run_in_lanes(stream, handle, lanes)
 
     @app.agent(invitations, name="invite")
     async def invite(stream: faust.StreamT[bytes]) -> None:
@@ -63,7 +64,7 @@ def register(
         async def handle(key: bytes | None, value: bytes | None) -> None:
             await dispatcher.handle_case_event(decode(CaseEvent, value))
 
-        await loop.run(stream, handle)
+        await loop.run_in_lanes(stream, handle, lanes)
 
     @app.timer(ESCALATION_INTERVAL_SECONDS, name="escalate_unclaimed_cases")
     async def escalate_unclaimed_cases() -> None:

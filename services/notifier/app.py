@@ -40,6 +40,7 @@ def create_app(settings: Settings) -> faust.App:
         cases=cases,
         dispatcher=dispatcher,
         loop=EventLoop("notifier", dlq, StreamMetrics.create(registry)),
+        lanes=settings.notifier_lanes,
     )
     if dispatcher.cases is not None:
         signer = TokenSigner(settings.require_secret("token_secret").encode())
