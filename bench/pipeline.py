@@ -1,7 +1,7 @@
 """Throughput and alert latency of the whole pipeline on the embedded broker (not a test).
 
     PYTHONPATH=. .venv/bin/python bench/pipeline.py [--raw N] [--pipeline N] [--rate R]
-        [--seconds S]
+        [--seconds S] [--profile DIR] [--postgres ADMIN_URL]
 
 One run measures, on one embedded Tansu broker:
 
@@ -19,24 +19,37 @@ One run measures, on one embedded Tansu broker:
 (d) rss_mb: peak RSS (VmHWM) of each worker process at the end of the run.
 
 The last line printed is one JSON object with these figures.
+
+The workers keep their read models in SQLite files, as in the tests; with --postgres
+ADMIN_URL (e.g. postgresql+psycopg2://postgres@127.0.0.1:5432/postgres) all four share a fresh
+PostgreSQL database made there for the run and dropped after, as in production.
+
+With --profile DIR, py-spy samples each worker through (b) and (c) and writes its
+collapsed stacks to DIR/<service>.txt (one line a stack and its sample count: read it with
+``sort -t' ' -k2 -n``, or load it into speedscope.app or flamegraph.pl).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
+import shutil
+import signal
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from services.classifier.domain import classify_response
 from shared import topics
@@ -44,6 +57,7 @@ from shared.broker import EmbeddedBroker
 from shared.events import Response, decode, encode
 from shared.kafka_admin import ensure_topics
 from shared.signing import webhook_headers
+from tests.conftest import create_postgres_database, drop_postgres_database
 from tests.fakes import FakeSlack
 from tests.stack import WEBHOOK_SECRET, Stack, http_get, stack_with_fakes
 
@@ -138,7 +152,7 @@ async def raw_loop(bootstrap: str, count: int) -> float:
         await consumer.seek_to_beginning(*assigned)
         done = 0
         # Timed from the first record fetched: the first fetch's wait is start-up, not work.
-        batch = {}
+        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
         while not batch:
             batch = await consumer.getmany(timeout_ms=1000)
         started = time.perf_counter()
@@ -297,6 +311,44 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+@contextlib.contextmanager
+def profiled(stack: Stack, directory: Path | None) -> Iterator[None]:
+    """py-spy sampling every worker while the block runs (nothing without a directory)."""
+    if directory is None:
+        yield
+        return
+    py_spy = shutil.which("py-spy") or str(Path(".venv/bin/py-spy"))
+    directory.mkdir(parents=True, exist_ok=True)
+    samplers = [
+        subprocess.Popen(
+            [
+                *(py_spy, "record", "--format", "raw", "--rate", "200", "--nonblocking"),
+                *("--pid", str(process.pid), "--output", str(directory / f"{name}.txt")),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, process in stack.processes.items()
+    ]
+    try:
+        yield
+    finally:
+        for sampler in samplers:
+            sampler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        for sampler in samplers:
+            sampler.wait(timeout=60)
+        print(f"profiles: {', '.join(str(directory / f'{n}.txt') for n in stack.processes)}")
+
+
+@contextlib.contextmanager
+def dropped_after(admin_url: str | None, database_url: str | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if admin_url and database_url:
+            drop_postgres_database(admin_url, database_url)
+
+
 def warm_up(stack: Stack, slack: FakeSlack) -> None:
     """One detractor through the whole loop, so joins and first imports are behind us."""
     run = uuid.uuid4().hex[:6]
@@ -314,20 +366,25 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="responses a second for (c)")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long (c) posts")
     parser.add_argument("--timeout", type=float, default=300.0, help="most waited for (b), (c)")
+    parser.add_argument("--profile", type=Path, help="py-spy each worker into this directory")
+    parser.add_argument("--postgres", help="admin URL of a PostgreSQL server for the workers")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as directory, EmbeddedBroker() as broker:
         raw_eps = asyncio.run(raw_loop(broker.bootstrap_servers, args.raw))
         print(f"(a) raw_eps {raw_eps:.0f}")
-        with stack_with_fakes(broker.bootstrap_servers, Path(directory) / "stack", WORKERS_ENV) as (
-            stack,
-            slack,
-            _sendgrid,
+        database_url = create_postgres_database(args.postgres) if args.postgres else None
+        with (
+            dropped_after(args.postgres, database_url),
+            stack_with_fakes(
+                broker.bootstrap_servers, Path(directory) / "stack", WORKERS_ENV, database_url
+            ) as (stack, slack, _sendgrid),
         ):
             warm_up(stack, slack)
-            pipeline_eps = pipeline(stack, slack, args.pipeline, args.timeout)
-            print(f"(b) pipeline_eps {pipeline_eps:.0f}")
-            latencies = alert_latency(stack, slack, args.rate, args.seconds, args.timeout)
+            with profiled(stack, args.profile):
+                pipeline_eps = pipeline(stack, slack, args.pipeline, args.timeout)
+                print(f"(b) pipeline_eps {pipeline_eps:.0f}")
+                latencies = alert_latency(stack, slack, args.rate, args.seconds, args.timeout)
             rss = {name: peak_rss_mb(process.pid) for name, process in stack.processes.items()}
         print(f"(d) peak RSS (VmHWM) per worker, MB: {rss}")
         print(
