@@ -140,9 +140,12 @@ class FakeServer:
     _random: random.Random = field(default_factory=random.Random)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _server: ThreadingHTTPServer | None = None
+    # 0 until the first start picks a free port; a restart listens on the same one.
+    _port: int = 0
 
     def start(self) -> FakeServer:
         fake = self
+        self._stopping.clear()
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -154,7 +157,8 @@ class FakeServer:
             def log_message(self, *_args: Any) -> None:
                 pass
 
-        self._server = _Server(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", self._port), Handler)
+        self._port = self._server.server_address[1]
         # A short poll keeps stop() quick: shutdown() waits for the loop's next poll.
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -163,14 +167,19 @@ class FakeServer:
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        assert self._port, "the server was never started"
+        return f"http://127.0.0.1:{self._port}"
 
     def stop(self) -> None:
+        """Stop listening: from now on connections are refused, as by a provider that is down.
+
+        ``start()`` again listens on the same port, keeping what was received before.
+        """
         self._stopping.set()  # releases requests that hang
         if self._server:
             self._server.shutdown()
             self._server.server_close()
+            self._server = None
 
     # --- what was received ---------------------------------------------------------------
 

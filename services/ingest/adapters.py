@@ -6,11 +6,12 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import faust
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from services.ingest.store import IngestStore
+from services.ingest.store import IngestStore, JournalEntry
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,12 @@ class Relay:
                 sent = await self.publish_once()
                 pause = 0.5
             except Exception as exc:
-                log.warning("publishing the journal failed, retrying in %.1fs: %s", pause, exc)
+                log.warning(
+                    "publishing the journal failed, retrying in %.1fs: %s: %s",
+                    pause,
+                    type(exc).__name__,
+                    exc,
+                )
                 sent = 0
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 10.0)
@@ -71,6 +77,32 @@ class Relay:
                         await self._wake.wait()
                 except TimeoutError:
                     pass
+
+    async def _send(self, entries: list[JournalEntry]) -> None:
+        """Hand the entries to the producer and wait for the broker to confirm them all."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.send_timeout
+        async with asyncio.timeout_at(deadline):
+            # Faust answers a future (typed as an awaitable); ensure_future hands it back as is.
+            pending = [
+                asyncio.ensure_future(
+                    await self.topics[entry.topic].send(key=entry.key.encode(), value=entry.value)
+                )
+                for entry in entries
+            ]
+        # Waited for, never cancelled: the producer keeps sending what it holds, and Faust
+        # logs a traceback for every future cancelled under it.
+        _, late = await asyncio.wait(pending, timeout=max(deadline - loop.time(), 0.001))
+        if late:
+            for confirmation in late:
+                # Its entry is published again; how this attempt ends is no news.
+                confirmation.add_done_callback(_outcome_ignored)
+            raise TimeoutError(
+                f"the broker confirmed {len(pending) - len(late)} of {len(pending)} entries "
+                f"within {self.send_timeout:g}s"
+            )
+        for confirmation in pending:
+            confirmation.result()
 
     async def publish_once(self) -> int:
         now = datetime.now(UTC)
@@ -85,12 +117,7 @@ class Relay:
             self.backlog_gauge.set(self.backlog)
             return 0
         try:
-            async with asyncio.timeout(self.send_timeout):
-                pending = [
-                    await self.topics[entry.topic].send(key=entry.key.encode(), value=entry.value)
-                    for entry in entries
-                ]
-                await asyncio.gather(*pending)
+            await self._send(entries)
         except BaseException:
             await asyncio.to_thread(self.store.release, [entry.id for entry in entries])
             self.backlog = await asyncio.to_thread(self.store.backlog)
@@ -104,3 +131,8 @@ class Relay:
         self.backlog = await asyncio.to_thread(self.store.backlog)
         self.backlog_gauge.set(self.backlog)
         return len(entries)
+
+
+def _outcome_ignored(confirmation: asyncio.Future[Any]) -> None:
+    if not confirmation.cancelled():
+        confirmation.exception()  # retrieved, so asyncio does not log it as never retrieved

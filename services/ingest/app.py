@@ -119,7 +119,12 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(60.0)
     async def forget_old_webhook_ids() -> None:
-        await asyncio.to_thread(store.forget_old_webhook_ids, datetime.now(UTC))
+        try:
+            await asyncio.to_thread(store.forget_old_webhook_ids, datetime.now(UTC))
+        except Exception:
+            # The database may be away; the next tick forgets them. Raised, it would crash
+            # the worker (Faust stops a worker whose timer raises).
+            app.log.exception("forgetting old webhook ids failed")
 
     add_health_routes(app, "ingest", registry, ready=lambda: consumer_ready(app))
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,8 +27,11 @@ from services.ingest.planning import Rules, in_window, timezone_for
 from services.ingest.store import Inbound, JournalFull, ReplayedWebhook
 from shared import topics
 from shared.signing import SignatureError, verify_webhook
+from shared.streams import is_transient
 
 RETRY_AFTER_SECONDS = 5
+
+log = logging.getLogger(__name__)
 
 
 class Journal(Protocol):
@@ -168,6 +172,16 @@ class IngestRoutes:
         except ReplayedWebhook:
             return error_response(
                 401, f"signature refused: webhook-id {webhook_id!r} was already received"
+            )
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            # The database is away: nothing was journaled, so the sender must try again.
+            log.warning("cannot journal a webhook, answering 503: %s", type(exc).__name__)
+            return error_response(
+                503,
+                "the journal is unavailable; nothing was accepted, try again",
+                **{"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         self.on_accepted()
         return web.json_response(answer, status=202)

@@ -425,3 +425,19 @@ def test_stopping_releases_a_request_that_hangs() -> None:
     server.stop()
 
     assert done.wait(5)
+
+
+def test_a_stopped_fake_refuses_connections_and_started_again_answers_on_the_same_port(
+    slack: FakeSlack,
+) -> None:
+    client(slack).chat_postMessage(channel="#cx-alerts", text="before")
+    url = slack.url
+
+    slack.stop()
+    with pytest.raises(OSError):
+        client(slack, timeout=2).chat_postMessage(channel="#cx-alerts", text="while down")
+    slack.start()
+    client(slack).chat_postMessage(channel="#cx-alerts", text="after")
+
+    assert slack.url == url
+    assert [r.body["text"] for r in slack.accepted(POST)] == ["before", "after"]

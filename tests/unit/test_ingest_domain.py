@@ -19,10 +19,12 @@ from pydantic import ValidationError
 from services.ingest.domain import PurchaseSubmission, ResponseSubmission, validation_errors
 from services.ingest.openapi import openapi_document
 from services.ingest.planning import Rules
-from services.ingest.store import Inbound, JournalFull, ReplayedWebhook
-from services.ingest.web import EdgeConfig, IngestRoutes
+from services.ingest.store import Inbound, IngestStore, JournalFull, ReplayedWebhook
+from services.ingest.web import EdgeConfig, IngestRoutes, Journal
 from shared import topics
+from shared.db import make_engine, session_factory
 from shared.events import Event, Purchase, Response
+from shared.process import free_port
 from shared.send_window import SendWindow
 from shared.signing import webhook_headers
 from shared.topics import TopicSpec
@@ -205,7 +207,7 @@ class Answer:
         self.headers = headers
 
 
-def routes_for(journal: FakeJournal, registry: CollectorRegistry | None = None) -> IngestRoutes:
+def routes_for(journal: Journal, registry: CollectorRegistry | None = None) -> IngestRoutes:
     return IngestRoutes(
         journal,
         on_accepted=lambda: None,
@@ -348,6 +350,17 @@ def test_a_journal_too_far_behind_the_broker_answers_503_with_retry_after(
     path: str, body: Any
 ) -> None:
     answer = post(FakeJournal(backlog=100), path, body)
+    assert answer.status == 503
+    assert int(answer.headers["Retry-After"]) > 0
+    assert "try again" in answer.body["error"]
+
+
+def test_a_journal_whose_database_is_away_answers_503_with_retry_after_not_500() -> None:
+    # A real store on a PostgreSQL port nobody listens on: connection refused, as while the
+    # database restarts.
+    away = make_engine(f"postgresql+psycopg2://npsloop@127.0.0.1:{free_port()}/npsloop")
+    store = IngestStore(session_factory(away), webhook_memory=timedelta(minutes=10))
+    answer = post(FakeJournal(), "/v1/responses", a_response_submission(), routes_for(store))
     assert answer.status == 503
     assert int(answer.headers["Retry-After"]) > 0
     assert "try again" in answer.body["error"]
