@@ -21,6 +21,7 @@ from services.notifier.adapters import (
     Outbox,
     OutboxEntry,
     Sender,
+    may_have_delivered,
     message_metadata,
 )
 from services.notifier.alerts import CaseView, alert_message, escalation_message
@@ -74,6 +75,8 @@ OUTCOMES = (
     "suppressed",
     "found",
 )
+# An attempt's lease, in attempt timeouts: how long no other attempt may touch a delivery.
+LEASE_TIMEOUTS = 3
 # How a delivery sent as a line of a burst summary is referenced: "summary:<channel>:<ts>".
 SUMMARY_REFERENCE = "summary:"
 # Distinct values of one segment dimension the cases-open gauge shows before "other".
@@ -502,7 +505,7 @@ class Dispatcher:
         now = self.clock()
         # The lease keeps other attempts (the retry timer, another worker) off this delivery
         # for as long as one attempt may take.
-        lease_until = now + timedelta(seconds=self.attempt_timeout * 3)
+        lease_until = now + timedelta(seconds=self.attempt_timeout * LEASE_TIMEOUTS)
         entry = await asyncio.to_thread(self.outbox.claim, key, now, lease_until)
         if entry is None:
             return
@@ -678,6 +681,11 @@ class Dispatcher:
         # a Retry-After from the provider is a floor.
         backoff = min(2.0 ** max(attempts - 1, 0), self.retry_max)
         wait = max(self.random.uniform(backoff / 2, backoff), retry_after or 0.0)
+        if may_have_delivered(error):
+            # A request that got no answer in time may still land (the provider was slow,
+            # not down): the next attempt looks for it only once it has had as long as an
+            # attempt's lease, or it would not see it yet and send it again.
+            wait = max(wait, self.attempt_timeout * LEASE_TIMEOUTS)
         retry_at = self.clock() + timedelta(seconds=wait)
         first = entries[0]
         if retry_after is not None and first.channel == Channel.SLACK:
