@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from services.notifier.adapters import (
     NO_ANSWER,
     PENDING,
+    STILL_UNKNOWN,
     DeliveryFailed,
     Outbox,
     OutboxEntry,
@@ -533,13 +534,15 @@ class Dispatcher:
     async def _find(self, entry: OutboxEntry) -> str | None:
         """Where an earlier attempt delivered the entry ("" when it did not, None when the
         provider could not be asked now: the entry is retried later)."""
+        # Whatever went wrong while looking, the outcome stays unknown: the next attempt
+        # must look again, not send (a failed look once made the retry post twice).
         try:
             async with asyncio.timeout(self.attempt_timeout * 2):
                 return await self.senders[entry.channel].find(entry) or ""
         except DeliveryFailed as exc:
-            await self._failed([entry], str(exc), False, exc.retry_after)
+            await self._failed([entry], f"{STILL_UNKNOWN}: {exc}", False, exc.retry_after)
         except TimeoutError:
-            await self._failed([entry], NO_ANSWER, False, None)
+            await self._failed([entry], f"{STILL_UNKNOWN}: {NO_ANSWER}", False, None)
         return None
 
     async def _sent(self, entry: OutboxEntry, provider_ref: str, outcome: str) -> None:

@@ -23,7 +23,7 @@ from services.notifier.adapters import (
 )
 from services.notifier.dispatch import DeliveryMetrics, Dispatcher
 from services.notifier.domain import Channel, LoopConfig
-from tests.fakes import SLACK_TEST_TOKEN, FakeSlack, Hang, fake_slack
+from tests.fakes import SLACK_TEST_TOKEN, FakeSlack, Hang, ServerError, fake_slack
 from tests.unit.builders import FakeClock, a_classified_response, run
 from tests.unit.test_bursts import STORE, an_alert
 from tests.unit.test_notifier import FakeOutbox, FakeSender
@@ -146,6 +146,42 @@ def test_a_post_without_an_answer_is_looked_for_only_once_it_had_the_time_to_lan
     assert run(dispatcher.retry_due()) == 1
 
     assert row.status == "sent"
+    assert len(slack.messages) == 1
+
+
+def test_when_looking_for_an_earlier_attempt_fails_the_next_attempt_looks_again(
+    slack: FakeSlack,
+) -> None:
+    """Slack answers the post too late, then 500 to the first look: the look is tried
+    again, finds the message, and nothing is posted twice."""
+    slack.fail_next(1, Hang(1.5), path="chat.postMessage")
+    slack.fail_next(1, ServerError(), path="conversations.list")
+    outbox = FakeOutbox()
+    clock = FakeClock(datetime.now(UTC))
+    senders: dict[Channel, Sender] = {
+        Channel.SLACK: SlackSender(SLACK_TEST_TOKEN, slack.url + "/api/", 1),
+        Channel.EMAIL: FakeSender(),
+    }
+    dispatcher = Dispatcher(
+        outbox,
+        senders,
+        CONFIG,
+        DeliveryMetrics.create(CollectorRegistry()),
+        clock=clock,
+        attempt_timeout_seconds=1,
+        retry_max_seconds=1,
+    )
+
+    run(dispatcher.handle(a_classified_response(2)))
+    [row] = outbox.rows.values()
+    time.sleep(1.0)  # the hanging request lands
+    for _ in range(2):
+        clock.advance(60)
+        run(dispatcher.retry_due())
+
+    assert row.status == "sent"
+    assert len(slack.received("/api/conversations.list")) == 2
+    assert len(slack.received("/api/chat.postMessage")) == 1
     assert len(slack.messages) == 1
 
 
