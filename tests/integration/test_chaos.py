@@ -50,7 +50,7 @@ from tests.stack import Stack, http_get, http_post, stack_with_fakes
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
-RESPONSES = int(os.environ.get("NPSLOOP_CHAOS_RESPONSES", "600"))
+RESPONSES = int(os.environ.get("NPSLOOP_CHAOS_RESPONSES", "400"))
 SEED = int(os.environ.get("NPSLOOP_CHAOS_SEED", "20261107"))
 KILLS_PER_WORKER = 3
 FAILURE_RATE = 0.10
@@ -58,7 +58,7 @@ FAILURE_RATE = 0.10
 FAILURES = (RateLimited(retry_after=1), ServerError(), Hang(1.5))
 # Everything scales with the size: the time over which kills fall, and the time allowed
 # for the loop to settle afterwards (never a bound on speed that the test asserts).
-CHAOS_SECONDS = max(30.0, RESPONSES / 60)
+CHAOS_SECONDS = max(20.0, RESPONSES / 60)
 SETTLE_TIMEOUT = 120.0 + RESPONSES * 0.05
 SETTLE_SECONDS = 5.0
 POSTING_TIMEOUT = CHAOS_SECONDS + 120.0 + RESPONSES * 0.05
