@@ -36,6 +36,8 @@ PENDING, SENT, FAILED, CANCELLED = "pending", "sent", "failed", "cancelled"
 # the worker died mid-call, so the provider may or may not have the message.
 IN_FLIGHT = "in flight: the attempt did not finish"
 NO_ANSWER = "the provider did not answer in time"
+# The provider could not be asked whether an earlier attempt delivered: still unknown.
+STILL_UNKNOWN = "an earlier attempt may have delivered"
 # A Slack channel's turn is a row of the outbox too, so that every worker sees it (and no
 # migration was needed): next_attempt_at is when the turn ends, attempts counts the turns.
 TURN, CHANNEL_TURN = "turn", "channel_turn"
@@ -97,7 +99,7 @@ class OutboxEntry:
 def may_have_delivered(last_error: str | None) -> bool:
     """Whether the attempt that left this error may have delivered all the same."""
     previous = last_error or ""
-    return previous == IN_FLIGHT or previous.startswith(NO_ANSWER)
+    return previous == IN_FLIGHT or previous.startswith((NO_ANSWER, STILL_UNKNOWN))
 
 
 class Outbox(Protocol):

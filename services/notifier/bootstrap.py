@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
+import urllib.error
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import faust
@@ -45,6 +49,12 @@ from shared.links import SurveyLinks, case_link, survey_links, unsubscribe_link
 from shared.send_window import SendWindow
 from shared.settings import Settings
 from shared.signing import TokenSigner
+
+# Listing the channels at start: tries, and the longest wait between two (Retry-After aside).
+CHANNEL_CHECK_ATTEMPTS = 5
+CHANNEL_CHECK_MAX_WAIT_SECONDS = 8.0
+
+log = logging.getLogger(__name__)
 
 DEAD_DELIVERY = uuid.UUID("d2f6a1c0-3b4e-4e1f-8c7d-9a0b1c2d3e4f")
 
@@ -193,7 +203,18 @@ def rule_set(settings: Settings) -> RuleSet:
     except (RulesError, OSError) as exc:
         raise SystemExit(f"npsloop: the routing rules cannot be used:\n{exc}") from exc
     if settings.slack_bot_token:
-        missing = sorted(rules.channels() - slack_channels(settings))
+        known = slack_channels(settings)
+        if known is None:
+            # Slack is having a bad moment: a worker restarted now must not stop for it.
+            # The check is for mistakes in the rules; a channel that is missing all the same
+            # makes its alerts fall back or, refused, dead-letter with the reason.
+            log.warning(
+                "Slack did not list its channels after %d attempts; the routing rules' "
+                "channels are not checked this time",
+                CHANNEL_CHECK_ATTEMPTS,
+            )
+            return rules
+        missing = sorted(rules.channels() - known)
         if missing:
             raise SystemExit(
                 f"npsloop: the routing rules name Slack channels that do not exist or the bot "
@@ -202,32 +223,56 @@ def rule_set(settings: Settings) -> RuleSet:
     return rules
 
 
-def slack_channels(settings: Settings) -> set[str]:
-    """Every channel the bot can see, as #name and as id."""
+def slack_channels(
+    settings: Settings,
+    attempts: int = CHANNEL_CHECK_ATTEMPTS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> set[str] | None:
+    """Every channel the bot can see, as #name and as id; None when Slack answered only
+    429, 5xx or nothing at all ``attempts`` times. A refusal (a bad token, a missing
+    scope) stops the worker: no retry would change it."""
     assert settings.slack_bot_token is not None
     client = WebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,
-        timeout=int(settings.delivery_timeout_seconds),
+        timeout=int(max(settings.delivery_timeout_seconds, 1)),
     )
+    for attempt in range(1, attempts + 1):
+        wait = min(2.0 ** (attempt - 1), CHANNEL_CHECK_MAX_WAIT_SECONDS)
+        try:
+            return _list_channels(client)
+        except SlackApiError as exc:
+            status = exc.response.status_code
+            if status != 429 and status < 500:
+                raise SystemExit(
+                    f"npsloop: Slack did not list the channels ({exc.response.get('error')}): "
+                    "check NPSLOOP_SLACK_BOT_TOKEN and the channels:read scope"
+                ) from exc
+            retry_after = exc.response.headers.get("Retry-After")
+            if retry_after is not None and retry_after.isdigit():
+                wait = max(wait, float(retry_after))
+            reason = f"Slack answered {status}"
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            reason = f"Slack unreachable: {type(exc).__name__}"
+        if attempt < attempts:
+            log.warning("listing the Slack channels failed (%s); again in %.0fs", reason, wait)
+            sleep(wait)
+    return None
+
+
+def _list_channels(client: WebClient) -> set[str]:
     known: set[str] = set()
     cursor = None
-    try:
-        while True:
-            page = client.conversations_list(
-                cursor=cursor, limit=1000, types="public_channel,private_channel"
-            )
-            channels: list[dict[str, str]] = page.get("channels", [])
-            for channel in channels:
-                known.update({f"#{channel['name']}", channel["id"]})
-            cursor = (page.get("response_metadata") or {}).get("next_cursor")
-            if not cursor:
-                return known
-    except SlackApiError as exc:
-        raise SystemExit(
-            f"npsloop: Slack did not list the channels ({exc.response.get('error')}): "
-            "check NPSLOOP_SLACK_BOT_TOKEN and the channels:read scope"
-        ) from exc
+    while True:
+        page = client.conversations_list(
+            cursor=cursor, limit=1000, types="public_channel,private_channel"
+        )
+        channels: list[dict[str, str]] = page.get("channels", [])
+        for channel in channels:
+            known.update({f"#{channel['name']}", channel["id"]})
+        cursor = (page.get("response_metadata") or {}).get("next_cursor")
+        if not cursor:
+            return known
 
 
 def case_publisher(cases_topic: faust.TopicT) -> CaseHook:

@@ -17,10 +17,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from services.notifier.adapters import (
     NO_ANSWER,
     PENDING,
+    STILL_UNKNOWN,
     DeliveryFailed,
     Outbox,
     OutboxEntry,
     Sender,
+    may_have_delivered,
     message_metadata,
 )
 from services.notifier.alerts import CaseView, alert_message, escalation_message
@@ -74,6 +76,8 @@ OUTCOMES = (
     "suppressed",
     "found",
 )
+# An attempt's lease, in attempt timeouts: how long no other attempt may touch a delivery.
+LEASE_TIMEOUTS = 3
 # How a delivery sent as a line of a burst summary is referenced: "summary:<channel>:<ts>".
 SUMMARY_REFERENCE = "summary:"
 # Distinct values of one segment dimension the cases-open gauge shows before "other".
@@ -502,7 +506,7 @@ class Dispatcher:
         now = self.clock()
         # The lease keeps other attempts (the retry timer, another worker) off this delivery
         # for as long as one attempt may take.
-        lease_until = now + timedelta(seconds=self.attempt_timeout * 3)
+        lease_until = now + timedelta(seconds=self.attempt_timeout * LEASE_TIMEOUTS)
         entry = await asyncio.to_thread(self.outbox.claim, key, now, lease_until)
         if entry is None:
             return
@@ -530,13 +534,15 @@ class Dispatcher:
     async def _find(self, entry: OutboxEntry) -> str | None:
         """Where an earlier attempt delivered the entry ("" when it did not, None when the
         provider could not be asked now: the entry is retried later)."""
+        # Whatever went wrong while looking, the outcome stays unknown: the next attempt
+        # must look again, not send (a failed look once made the retry post twice).
         try:
             async with asyncio.timeout(self.attempt_timeout * 2):
                 return await self.senders[entry.channel].find(entry) or ""
         except DeliveryFailed as exc:
-            await self._failed([entry], str(exc), False, exc.retry_after)
+            await self._failed([entry], f"{STILL_UNKNOWN}: {exc}", False, exc.retry_after)
         except TimeoutError:
-            await self._failed([entry], NO_ANSWER, False, None)
+            await self._failed([entry], f"{STILL_UNKNOWN}: {NO_ANSWER}", False, None)
         return None
 
     async def _sent(self, entry: OutboxEntry, provider_ref: str, outcome: str) -> None:
@@ -678,6 +684,11 @@ class Dispatcher:
         # a Retry-After from the provider is a floor.
         backoff = min(2.0 ** max(attempts - 1, 0), self.retry_max)
         wait = max(self.random.uniform(backoff / 2, backoff), retry_after or 0.0)
+        if may_have_delivered(error):
+            # A request that got no answer in time may still land (the provider was slow,
+            # not down): the next attempt looks for it only once it has had as long as an
+            # attempt's lease, or it would not see it yet and send it again.
+            wait = max(wait, self.attempt_timeout * LEASE_TIMEOUTS)
         retry_at = self.clock() + timedelta(seconds=wait)
         first = entries[0]
         if retry_after is not None and first.channel == Channel.SLACK:

@@ -23,7 +23,7 @@ from services.notifier.adapters import (
 )
 from services.notifier.dispatch import DeliveryMetrics, Dispatcher
 from services.notifier.domain import Channel, LoopConfig
-from tests.fakes import SLACK_TEST_TOKEN, FakeSlack, Hang, fake_slack
+from tests.fakes import SLACK_TEST_TOKEN, FakeSlack, Hang, ServerError, fake_slack
 from tests.unit.builders import FakeClock, a_classified_response, run
 from tests.unit.test_bursts import STORE, an_alert
 from tests.unit.test_notifier import FakeOutbox, FakeSender
@@ -112,6 +112,77 @@ def test_a_post_that_timed_out_but_landed_is_not_posted_again(slack: FakeSlack) 
     assert len(slack.messages) == 1
     labels = {"channel": "slack", "kind": "alert", "outcome": "found"}
     assert registry.get_sample_value("npsloop_deliveries_total", labels) == 1
+
+
+def test_a_post_without_an_answer_is_looked_for_only_once_it_had_the_time_to_land(
+    slack: FakeSlack,
+) -> None:
+    """Looking sooner, while the slow request is still on its way, finds nothing and
+    posts the alert a second time."""
+    slack.fail_next(1, Hang(1.5), path="chat.postMessage")
+    outbox = FakeOutbox()
+    clock = FakeClock(datetime.now(UTC))
+    senders: dict[Channel, Sender] = {
+        Channel.SLACK: SlackSender(SLACK_TEST_TOKEN, slack.url + "/api/", 1),
+        Channel.EMAIL: FakeSender(),
+    }
+    dispatcher = Dispatcher(
+        outbox,
+        senders,
+        CONFIG,
+        DeliveryMetrics.create(CollectorRegistry()),
+        clock=clock,
+        attempt_timeout_seconds=1,
+        retry_max_seconds=1,
+    )
+
+    run(dispatcher.handle(a_classified_response(2)))
+    [row] = outbox.rows.values()
+    assert (row.last_error or "").startswith(NO_ANSWER)
+    clock.advance(2.9)  # past any backoff, short of the attempt's lease (3 timeouts)
+    assert run(dispatcher.retry_due()) == 0
+    time.sleep(1.0)  # the hanging request lands meanwhile
+    clock.advance(0.2)
+    assert run(dispatcher.retry_due()) == 1
+
+    assert row.status == "sent"
+    assert len(slack.messages) == 1
+
+
+def test_when_looking_for_an_earlier_attempt_fails_the_next_attempt_looks_again(
+    slack: FakeSlack,
+) -> None:
+    """Slack answers the post too late, then 500 to the first look: the look is tried
+    again, finds the message, and nothing is posted twice."""
+    slack.fail_next(1, Hang(1.5), path="chat.postMessage")
+    slack.fail_next(1, ServerError(), path="conversations.list")
+    outbox = FakeOutbox()
+    clock = FakeClock(datetime.now(UTC))
+    senders: dict[Channel, Sender] = {
+        Channel.SLACK: SlackSender(SLACK_TEST_TOKEN, slack.url + "/api/", 1),
+        Channel.EMAIL: FakeSender(),
+    }
+    dispatcher = Dispatcher(
+        outbox,
+        senders,
+        CONFIG,
+        DeliveryMetrics.create(CollectorRegistry()),
+        clock=clock,
+        attempt_timeout_seconds=1,
+        retry_max_seconds=1,
+    )
+
+    run(dispatcher.handle(a_classified_response(2)))
+    [row] = outbox.rows.values()
+    time.sleep(1.0)  # the hanging request lands
+    for _ in range(2):
+        clock.advance(60)
+        run(dispatcher.retry_due())
+
+    assert row.status == "sent"
+    assert len(slack.received("/api/conversations.list")) == 2
+    assert len(slack.received("/api/chat.postMessage")) == 1
+    assert len(slack.messages) == 1
 
 
 def test_a_worker_that_died_mid_call_leaves_the_next_attempt_to_look_first() -> None:
