@@ -368,7 +368,20 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="most waited for (b), (c)")
     parser.add_argument("--profile", type=Path, help="py-spy each worker into this directory")
     parser.add_argument("--postgres", help="admin URL of a PostgreSQL server for the workers")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for every worker, e.g. NPSLOOP_NOTIFIER_LANES=1 (repeatable)",
+    )
     args = parser.parse_args()
+    env = dict(WORKERS_ENV)
+    for setting in args.set:
+        name, _, value = setting.partition("=")
+        if not name.startswith("NPSLOOP_") or not value:
+            parser.error(f"--set {setting}: expected NPSLOOP_NAME=VALUE")
+        env[name] = value
 
     with tempfile.TemporaryDirectory() as directory, EmbeddedBroker() as broker:
         raw_eps = asyncio.run(raw_loop(broker.bootstrap_servers, args.raw))
@@ -377,7 +390,7 @@ def main() -> None:
         with (
             dropped_after(args.postgres, database_url),
             stack_with_fakes(
-                broker.bootstrap_servers, Path(directory) / "stack", WORKERS_ENV, database_url
+                broker.bootstrap_servers, Path(directory) / "stack", env, database_url
             ) as (stack, slack, _sendgrid),
         ):
             warm_up(stack, slack)
