@@ -79,12 +79,12 @@ def test_slack_finds_a_message_an_earlier_attempt_posted_by_its_key(slack: FakeS
     assert run(sender.find(other)) is None
 
 
-def test_a_post_that_timed_out_but_landed_is_not_posted_again(slack: FakeSlack) -> None:
-    """The fake answers after the client gave up, and keeps the message, as Slack may."""
-    slack.fail_next(1, Hang(3.0), path="chat.postMessage")
+def slack_dispatcher(
+    slack: FakeSlack, registry: CollectorRegistry | None = None, retry_max_seconds: float = 300
+) -> tuple[Dispatcher, FakeOutbox, FakeClock]:
+    """A dispatcher posting to the fake Slack with the real client, timing out after 1 s."""
     outbox = FakeOutbox()
     clock = FakeClock(datetime.now(UTC))
-    registry = CollectorRegistry()
     senders: dict[Channel, Sender] = {
         Channel.SLACK: SlackSender(SLACK_TEST_TOKEN, slack.url + "/api/", 1),
         Channel.EMAIL: FakeSender(),
@@ -93,10 +93,19 @@ def test_a_post_that_timed_out_but_landed_is_not_posted_again(slack: FakeSlack) 
         outbox,
         senders,
         CONFIG,
-        DeliveryMetrics.create(registry),
+        DeliveryMetrics.create(registry or CollectorRegistry()),
         clock=clock,
         attempt_timeout_seconds=1,
+        retry_max_seconds=retry_max_seconds,
     )
+    return dispatcher, outbox, clock
+
+
+def test_a_post_that_timed_out_but_landed_is_not_posted_again(slack: FakeSlack) -> None:
+    """The fake answers after the client gave up, and keeps the message, as Slack may."""
+    slack.fail_next(1, Hang(3.0), path="chat.postMessage")
+    registry = CollectorRegistry()
+    dispatcher, outbox, clock = slack_dispatcher(slack, registry)
 
     run(dispatcher.handle(a_classified_response(2)))
     [row] = outbox.rows.values()
@@ -120,21 +129,7 @@ def test_a_post_without_an_answer_is_looked_for_only_once_it_had_the_time_to_lan
     """Looking sooner, while the slow request is still on its way, finds nothing and
     posts the alert a second time."""
     slack.fail_next(1, Hang(1.5), path="chat.postMessage")
-    outbox = FakeOutbox()
-    clock = FakeClock(datetime.now(UTC))
-    senders: dict[Channel, Sender] = {
-        Channel.SLACK: SlackSender(SLACK_TEST_TOKEN, slack.url + "/api/", 1),
-        Channel.EMAIL: FakeSender(),
-    }
-    dispatcher = Dispatcher(
-        outbox,
-        senders,
-        CONFIG,
-        DeliveryMetrics.create(CollectorRegistry()),
-        clock=clock,
-        attempt_timeout_seconds=1,
-        retry_max_seconds=1,
-    )
+    dispatcher, outbox, clock = slack_dispatcher(slack, retry_max_seconds=1)
 
     run(dispatcher.handle(a_classified_response(2)))
     [row] = outbox.rows.values()
@@ -156,21 +151,7 @@ def test_when_looking_for_an_earlier_attempt_fails_the_next_attempt_looks_again(
     again, finds the message, and nothing is posted twice."""
     slack.fail_next(1, Hang(1.5), path="chat.postMessage")
     slack.fail_next(1, ServerError(), path="conversations.list")
-    outbox = FakeOutbox()
-    clock = FakeClock(datetime.now(UTC))
-    senders: dict[Channel, Sender] = {
-        Channel.SLACK: SlackSender(SLACK_TEST_TOKEN, slack.url + "/api/", 1),
-        Channel.EMAIL: FakeSender(),
-    }
-    dispatcher = Dispatcher(
-        outbox,
-        senders,
-        CONFIG,
-        DeliveryMetrics.create(CollectorRegistry()),
-        clock=clock,
-        attempt_timeout_seconds=1,
-        retry_max_seconds=1,
-    )
+    dispatcher, outbox, clock = slack_dispatcher(slack, retry_max_seconds=1)
 
     run(dispatcher.handle(a_classified_response(2)))
     [row] = outbox.rows.values()
