@@ -69,6 +69,13 @@ class Settings(BaseSettings):
         gt=0,
         description="Kafka consumer session timeout: how long a dead worker keeps its partitions.",
     )
+    recovery_consistency_check: bool = Field(
+        True,
+        description="Faust's check at recovery that a table's stored offsets are not past the "
+        "end of its changelog. `npsloop up` turns it off for its embedded broker, which "
+        "misreports a partition's end after batched writes (the check then stops a worker "
+        "taking over partitions though nothing is inconsistent); keep it on with Kafka.",
+    )
     slack_api_url: str = Field(
         "https://slack.com/api/", description="Base URL of the Slack Web API (a fake one in tests)."
     )

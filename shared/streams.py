@@ -63,6 +63,7 @@ def make_app(service: ServiceName, settings: Settings) -> faust.App:
         topic_replication_factor=settings.kafka_replication_factor,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
+        recovery_consistency_check=settings.recovery_consistency_check,
         producer_acks=-1,
         broker_session_timeout=session_timeout,
         broker_heartbeat_interval=max(session_timeout / 10, 0.5),

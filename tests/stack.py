@@ -23,6 +23,7 @@ from pathlib import Path
 from shared.process import die_with_parent, free_port
 from shared.settings import SERVICES, ServiceName
 from shared.signing import webhook_headers
+from tests.conftest import choose_broker, docker_available
 from tests.fakes import (
     DEFAULT_SLACK_CHANNELS,
     SLACK_TEST_TOKEN,
@@ -119,6 +120,9 @@ class Stack:
         )
         if self.database_url:
             env["NPSLOOP_DATABASE_URL"] = self.database_url
+        if choose_broker(os.environ, docker_available) == "embedded":
+            # As `npsloop up` does for its embedded broker (see the setting).
+            env["NPSLOOP_RECOVERY_CONSISTENCY_CHECK"] = "false"
         env.update(self.env)
         return env
 
