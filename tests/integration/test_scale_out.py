@@ -148,12 +148,14 @@ def traffic(rng: random.Random, run: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def scaled(
-    kafka_bootstrap: str, postgres_admin_url: str, tmp_path_factory: pytest.TempPathFactory
+    fresh_kafka_bootstrap: str,
+    postgres_admin_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Stack, str]]:
     database_url = create_postgres_database(postgres_admin_url)
     data_dir = tmp_path_factory.mktemp("scale-out")
     try:
-        with stack_with_fakes(kafka_bootstrap, data_dir, database_url=database_url) as (
+        with stack_with_fakes(fresh_kafka_bootstrap, data_dir, database_url=database_url) as (
             stack,
             _,
             _,
