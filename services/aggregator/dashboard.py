@@ -45,7 +45,7 @@ from services.aggregator.figures import (
 )
 from services.aggregator.insights import CategoryThemes, themes_by_category
 from services.aggregator.loop_health import CaseHistory, LoopHealth, loop_health
-from services.aggregator.money import LoyaltyByValue, PurchaseFact, loyalty_by_value
+from services.aggregator.money import LoyaltyByValue, MoneyGroup, PurchaseFact, loyalty_by_value
 from services.aggregator.responses import ResponseFact, ResponseLedger
 from services.aggregator.segments import OTHER, UNSPECIFIED, SegmentBuckets
 from shared.events import SurveyKind
@@ -222,27 +222,14 @@ class LoopView:
 
 
 @dataclass(frozen=True)
-class MoneyRow:
-    """Customers and their net revenue in a group: a category (by its value) or a quadrant."""
-
-    group: str
-    customers: int
-    revenue: Decimal
-
-    @property
-    def per_customer(self) -> Decimal | None:
-        return None if self.customers == 0 else self.revenue / self.customers
-
-
-@dataclass(frozen=True)
 class MoneyView:
     """Trailing-year revenue by category and the quadrants of loyalty by value."""
 
     currency: str
     median_revenue: Decimal | None
-    by_category: tuple[MoneyRow, ...]
-    quadrants: tuple[MoneyRow, ...]
-    without_response: MoneyRow
+    by_category: tuple[MoneyGroup, ...]
+    quadrants: tuple[MoneyGroup, ...]
+    without_response: MoneyGroup
     other_currency_events: int = 0
 
 
@@ -431,16 +418,12 @@ def _money_view(loyalty: LoyaltyByValue) -> MoneyView:
         currency=loyalty.currency,
         median_revenue=loyalty.median_revenue,
         by_category=tuple(
-            MoneyRow(category.value, group.customers, group.revenue)
-            for category, group in loyalty.by_category.items()
+            MoneyGroup.of(category.value, group) for category, group in loyalty.by_category.items()
         ),
         quadrants=tuple(
-            MoneyRow(quadrant.value, group.customers, group.revenue)
-            for quadrant, group in loyalty.quadrants.items()
+            MoneyGroup.of(quadrant.value, group) for quadrant, group in loyalty.quadrants.items()
         ),
-        without_response=MoneyRow(
-            "without_response", loyalty.without_response.customers, loyalty.without_response.revenue
-        ),
+        without_response=MoneyGroup.of("without_response", loyalty.without_response),
         other_currency_events=loyalty.other_currency_events,
     )
 
@@ -1118,7 +1101,7 @@ def _money_section(view: DashboardView) -> str:
     top = max([*per, Decimal(1)])
     bars = []
     for i, (row, value) in enumerate(zip(money.by_category, per, strict=True)):
-        category = Category(row.group)
+        category = Category(row.name)
         width = float(max(value, Decimal(0)) / top) * 240
         y = i * 40
         bars.append(
@@ -1129,7 +1112,7 @@ def _money_section(view: DashboardView) -> str:
             f"{_e(_money(row.per_customer, currency))}</text>"
         )
     description = "; ".join(
-        f"{CATEGORY_NAMES[Category(row.group)].lower()}: "
+        f"{CATEGORY_NAMES[Category(row.name)].lower()}: "
         f"{_money(row.per_customer, currency)} per customer"
         for row in money.by_category
     )
@@ -1143,7 +1126,7 @@ def _money_section(view: DashboardView) -> str:
         ("Category", "Customers", "Revenue", "Per customer"),
         (
             (
-                CATEGORY_NAMES[Category(row.group)],
+                CATEGORY_NAMES[Category(row.name)],
                 str(row.customers),
                 _money(row.revenue, currency),
                 _money(row.per_customer, currency),
@@ -1152,12 +1135,12 @@ def _money_section(view: DashboardView) -> str:
         ),
     )
     quadrants = "".join(
-        f"<li class='{_e(row.group)}'><h3>{_e(QUADRANTS[row.group][0])}</h3>"
-        f"<p class='muted'>{_e(QUADRANTS[row.group][1])}</p>"
+        f"<li class='{_e(row.name)}'><h3>{_e(QUADRANTS[row.name][0])}</h3>"
+        f"<p class='muted'>{_e(QUADRANTS[row.name][1])}</p>"
         f"<p><strong>{row.customers}</strong> customers, "
         f"<strong>{_e(_money(row.revenue, currency))}</strong></p></li>"
         for row in money.quadrants
-        if row.group in QUADRANTS
+        if row.name in QUADRANTS
     )
     apart = (
         f"<p class='muted'>{money.without_response.customers} customers without an answer "

@@ -133,6 +133,21 @@ class Group:
 
 
 @dataclass(frozen=True)
+class MoneyGroup:
+    """A group named for showing: a category (by its value), a quadrant or
+    "without_response", with its customers and their net revenue."""
+
+    name: str
+    customers: int
+    revenue: Decimal
+    per_customer: Decimal | None
+
+    @classmethod
+    def of(cls, name: str, group: Group) -> MoneyGroup:
+        return cls(name, group.customers, group.revenue, group.per_customer)
+
+
+@dataclass(frozen=True)
 class LoyaltyByValue:
     """Trailing-year revenue by NPS category, and the four quadrants of loyalty by value."""
 

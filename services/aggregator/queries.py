@@ -26,7 +26,7 @@ from services.aggregator.domain import (
 from services.aggregator.figures import ALL, WHOLE, SegmentFigures, SegmentKey, segment_figures
 from services.aggregator.insights import themes_by_category
 from services.aggregator.loop_health import CaseLedger, Durations, loop_health
-from services.aggregator.money import Group, loyalty_by_value
+from services.aggregator.money import MoneyGroup, loyalty_by_value
 from services.aggregator.report import (
     Facts,
     ReportingConfig,
@@ -402,20 +402,6 @@ def loop(
         open_now=health.open_now,
         breached_now=health.breached_now,
     )
-
-
-@dataclass(frozen=True)
-class MoneyGroup:
-    """Customers of a category or quadrant and their net revenue."""
-
-    name: str
-    customers: int
-    revenue: Decimal
-    per_customer: Decimal | None
-
-    @classmethod
-    def of(cls, name: str, group: Group) -> MoneyGroup:
-        return cls(name, group.customers, group.revenue, group.per_customer)
 
 
 @dataclass(frozen=True)

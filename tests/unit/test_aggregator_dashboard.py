@@ -259,7 +259,7 @@ def test_the_money_view_nets_refunds_and_puts_customers_in_quadrants() -> None:
     )
     money = view_of(responses, buckets, purchases=purchases).money
     assert money is not None
-    assert {row.group: (row.customers, row.revenue) for row in money.quadrants} == {
+    assert {row.name: (row.customers, row.revenue) for row in money.quadrants} == {
         "fans": (1, Decimal("900")),
         "habit": (1, Decimal("100")),
         "shoppers": (1, Decimal("500")),
