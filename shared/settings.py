@@ -76,6 +76,13 @@ class Settings(BaseSettings):
         "misreports a partition's end after batched writes (the check then stops a worker "
         "taking over partitions though nothing is inconsistent); keep it on with Kafka.",
     )
+    consumer_stall_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How long a held partition may stand still behind its end, with nothing "
+        "in the worker's hands, before the worker reads it again from its committed offset "
+        "(see shared/wedge.py).",
+    )
     slack_api_url: str = Field(
         "https://slack.com/api/", description="Base URL of the Slack Web API (a fake one in tests)."
     )

@@ -24,6 +24,7 @@ from shared.streams import (
     topic,
     web_router,
 )
+from shared.wedge import watch_for_wedges
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -61,4 +62,5 @@ def create_app(settings: Settings) -> faust.App:
         dimensions=config.policy.dimensions,
     ).register(web_router(app))
     add_health_routes(app, "aggregator", registry, ready=lambda: consumer_ready(app))
+    watch_for_wedges(app, registry, settings.consumer_stall_seconds)
     return app

@@ -20,6 +20,7 @@ from shared.events import ClassifiedResponse, Response, ResponseContext
 from shared.metrics import StreamMetrics
 from shared.settings import Settings
 from shared.streams import EventLoop, add_health_routes, consumer_ready, dlq_topic, make_app, topic
+from shared.wedge import watch_for_wedges
 
 
 def taxonomy_of(path: Path | None) -> tuple[Taxonomy, str]:
@@ -71,4 +72,5 @@ def create_app(settings: Settings) -> faust.App:
         await asyncio.to_thread(warm_up)
 
     add_health_routes(app, "classifier", registry, ready=lambda: consumer_ready(app))
+    watch_for_wedges(app, registry, settings.consumer_stall_seconds)
     return app

@@ -31,6 +31,7 @@ from shared.streams import (
     topic,
     web_router,
 )
+from shared.wedge import watch_for_wedges
 
 JOURNALED = (
     topics.PURCHASES,
@@ -127,4 +128,5 @@ def create_app(settings: Settings) -> faust.App:
             app.log.exception("forgetting old webhook ids failed")
 
     add_health_routes(app, "ingest", registry, ready=lambda: consumer_ready(app))
+    watch_for_wedges(app, registry, settings.consumer_stall_seconds)
     return app

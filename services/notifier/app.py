@@ -22,6 +22,7 @@ from shared.streams import (
     topic,
     web_router,
 )
+from shared.wedge import watch_for_wedges
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -46,4 +47,5 @@ def create_app(settings: Settings) -> faust.App:
         signer = TokenSigner(settings.require_secret("token_secret").encode())
         CaseRoutes(dispatcher.cases, signer, lambda: datetime.now(UTC)).register(web_router(app))
     add_health_routes(app, "notifier", registry, ready=lambda: consumer_ready(app))
+    watch_for_wedges(app, registry, settings.consumer_stall_seconds)
     return app

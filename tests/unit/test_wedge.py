@@ -1,0 +1,197 @@
+"""The watch over wedged partitions: read again only what stands still behind its end with
+nothing in hand, for long enough; never while rebalancing, never what is being handled."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from faust.types import TP
+from prometheus_client import CollectorRegistry
+
+from shared.wedge import WedgeWatch
+
+RESPONSES = TP("npsloop.responses.v1", 0)
+OTHER = TP("npsloop.responses.v1", 1)
+CHANGELOG = TP("npsloop-classifier-responses-seen-changelog", 0)
+
+
+@dataclass(frozen=True)
+class FakeMessage:
+    tp: TP
+
+
+@dataclass
+class FakeConsumer:
+    held: set[TP]
+    highwaters: dict[TP, int]
+    _committed_offset: dict[TP, int | None] = field(default_factory=dict)
+    _unacked_messages: set[Any] = field(default_factory=set)
+    _acked: defaultdict[TP, list[int]] = field(default_factory=lambda: defaultdict(list))
+    _acked_index: defaultdict[TP, set[int]] = field(default_factory=lambda: defaultdict(set))
+    _gap: defaultdict[TP, list[int]] = field(default_factory=lambda: defaultdict(list))
+    _read_offset: dict[TP, int | None] = field(default_factory=dict)
+    sought: list[tuple[TP, int | None]] = field(default_factory=list)
+
+    def assignment(self) -> set[TP]:
+        return self.held | {CHANGELOG}
+
+    def highwater(self, tp: TP) -> int | None:
+        return self.highwaters.get(tp)
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        self._read_offset[tp] = offset
+        self.sought.append((tp, offset))
+
+    async def seek_to_beginning(self, *tps: TP) -> None:
+        self.sought.extend((tp, None) for tp in tps)
+
+
+class FakeRecovery:
+    def __init__(self) -> None:
+        self.completed = asyncio.Event()
+        self.completed.set()
+
+
+class FakeTables(dict[str, Any]):
+    def __init__(self) -> None:
+        super().__init__(seen=object())
+        self.changelog_topics = {CHANGELOG.topic}
+        self.recovery = FakeRecovery()
+
+
+@dataclass
+class FakeApp:
+    consumer: FakeConsumer
+    rebalancing: bool = False
+    tables: FakeTables = field(default_factory=FakeTables)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def watch_over(consumer: FakeConsumer, stall_seconds: float = 30.0) -> tuple[WedgeWatch, Clock]:
+    clock = Clock()
+    watch = WedgeWatch.create(FakeApp(consumer), CollectorRegistry(), stall_seconds)  # type: ignore[arg-type]
+    watch.clock = clock
+    return watch, clock
+
+
+def wedged_consumer() -> FakeConsumer:
+    consumer = FakeConsumer(held={RESPONSES}, highwaters={RESPONSES: 76, CHANGELOG: 9})
+    consumer._committed_offset[RESPONSES] = 2
+    consumer._acked[RESPONSES] = [4, 5, 6]
+    consumer._acked_index[RESPONSES] = {4, 5, 6}
+    consumer._gap[RESPONSES] = [3]
+    consumer._read_offset[RESPONSES] = 75
+    return consumer
+
+
+def check(watch: WedgeWatch) -> list[Any]:
+    return asyncio.run(watch.check())
+
+
+def test_a_partition_standing_still_behind_its_end_is_read_again_from_its_committed_offset() -> (
+    None
+):
+    consumer = wedged_consumer()
+    watch, clock = watch_over(consumer)
+    assert check(watch) == []  # first sight: from now on it stands
+    clock.now += 29.0
+    assert check(watch) == []
+    clock.now += 2.0
+    assert check(watch) == [RESPONSES]
+    assert consumer.sought == [(RESPONSES, 2)]
+    # Faust's books past the committed offset are forgotten, so the run commits unbroken.
+    assert RESPONSES not in consumer._acked
+    assert RESPONSES not in consumer._acked_index
+    assert RESPONSES not in consumer._gap
+    assert consumer._read_offset[RESPONSES] == 2
+    assert watch.rereads.labels(RESPONSES.topic)._value.get() == 1
+    # Read again, it gets as long again to move before the next try.
+    clock.now += 10.0
+    assert check(watch) == []
+    clock.now += 25.0
+    assert check(watch) == [RESPONSES]
+
+
+def test_a_committed_offset_that_moves_is_never_wedged() -> None:
+    consumer = wedged_consumer()
+    watch, clock = watch_over(consumer)
+    for step in range(10):
+        consumer._committed_offset[RESPONSES] = 2 + step
+        assert check(watch) == []
+        clock.now += 20.0
+    assert consumer.sought == []
+
+
+def test_a_partition_with_a_message_in_hand_is_left_to_its_handler() -> None:
+    # A handler retrying a database outage holds its message for as long as it takes.
+    consumer = wedged_consumer()
+    consumer._unacked_messages.add(FakeMessage(RESPONSES))
+    watch, clock = watch_over(consumer)
+    for _ in range(5):
+        assert check(watch) == []
+        clock.now += 60.0
+    assert consumer.sought == []
+
+
+def test_a_caught_up_partition_or_one_whose_end_is_unknown_is_fine() -> None:
+    consumer = FakeConsumer(held={RESPONSES, OTHER}, highwaters={RESPONSES: 40})
+    consumer._committed_offset[RESPONSES] = 40
+    watch, clock = watch_over(consumer)
+    for _ in range(3):
+        assert check(watch) == []
+        clock.now += 60.0
+    assert consumer.sought == []
+
+
+def test_nothing_is_read_again_while_rebalancing_or_recovering() -> None:
+    consumer = wedged_consumer()
+    watch, clock = watch_over(consumer)
+    app: Any = watch.app
+    assert check(watch) == []
+    clock.now += 60.0
+    app.rebalancing = True
+    assert check(watch) == []
+    app.rebalancing = False
+    app.tables.recovery.completed.clear()
+    clock.now += 60.0
+    assert check(watch) == []
+    app.tables.recovery.completed.set()
+    # The clock starts again once the generation is settled.
+    assert check(watch) == []
+    clock.now += 31.0
+    assert check(watch) == [RESPONSES]
+
+
+def test_a_partition_never_committed_is_read_again_from_the_beginning() -> None:
+    consumer = FakeConsumer(held={RESPONSES}, highwaters={RESPONSES: 12})
+    consumer._read_offset[RESPONSES] = 11
+    watch, clock = watch_over(consumer)
+    check(watch)
+    clock.now += 31.0
+    assert check(watch) == [RESPONSES]
+    assert consumer.sought == [(RESPONSES, None)]
+    assert consumer._read_offset[RESPONSES] is None
+
+
+def test_changelogs_and_partitions_given_away_are_not_watched() -> None:
+    consumer = wedged_consumer()
+    watch, clock = watch_over(consumer)
+    check(watch)
+    consumer.held = set()  # given away in a rebalance
+    clock.now += 31.0
+    assert check(watch) == []
+    consumer.held = {RESPONSES}  # and back: it stands from now, not from before
+    assert check(watch) == []
+    clock.now += 29.0
+    assert check(watch) == []
+    assert consumer.sought == []
