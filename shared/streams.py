@@ -29,6 +29,7 @@ from shared.metrics import (
 )
 from shared.settings import ServiceName, Settings
 from shared.topics import CUSTOMER_PARTITIONS, DLQ, TopicSpec
+from shared.wedge import use_contiguous_commits
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def make_app(service: ServiceName, settings: Settings) -> faust.App:
     session_timeout = settings.broker_session_timeout_seconds
     datadir = settings.data_dir / "faust" / f"{service}-{port}"
     datadir.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    app = faust.App(
         group,
         broker=[f"kafka://{server.strip()}" for server in bootstrap.split(",")],
         store="memory://",
@@ -74,6 +75,8 @@ def make_app(service: ServiceName, settings: Settings) -> faust.App:
         web_port=port,
         web_application_options={"client_max_size": MAX_REQUEST_BYTES},
     )
+    use_contiguous_commits(app)
+    return app
 
 
 def topic(app: faust.App, spec: TopicSpec, settings: Settings) -> faust.TopicT:

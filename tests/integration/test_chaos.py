@@ -61,6 +61,8 @@ FAILURES = (RateLimited(retry_after=1), ServerError(), Hang(1.5))
 CHAOS_SECONDS = max(20.0, RESPONSES / 60)
 SETTLE_TIMEOUT = 120.0 + RESPONSES * 0.05
 SETTLE_SECONDS = 5.0
+# A kill is timed once the killed worker is reaped: a moment after the signal landed.
+KILL_NOTICED_SECONDS = 2.0
 POSTING_TIMEOUT = CHAOS_SECONDS + 120.0 + RESPONSES * 0.05
 POSTERS = 4
 POISON = max(24, RESPONSES // 100)
@@ -335,6 +337,23 @@ def review_requests(sendgrid: FakeServer) -> Counter[str]:
     )
 
 
+def sent_again_across_a_kill(sendgrid: FakeServer, monkey: Monkey, response_id: str) -> bool:
+    """Whether a promoter's second review request followed a notifier killed just after
+    SendGrid accepted the first: the one gap the outbox cannot close. SendGrid cannot be
+    asked whether it holds a message, so an attempt that dies between SendGrid's answer and
+    the outbox recording it is sent again (README, docs/RELIABILITY.md). Slack has no such
+    gap: its channel history is searched first."""
+    times = sorted(
+        mail.at
+        for mail in sendgrid.accepted("/v3/mail/send")
+        if mail.body["personalizations"][0]["to"][0]["email"].split("@")[0] == response_id
+    )
+    kills = [at for at, service in monkey.kills if service == "notifier"]
+    return len(times) == 2 and any(
+        times[0] <= at <= times[0] + KILL_NOTICED_SECONDS and at <= times[1] for at in kills
+    )
+
+
 def redeliver(stack: Stack, rng: random.Random, sent: Traffic) -> int:
     """Produce again, as a replay after a crash would, every record of a twentieth of the
     responses on the responses topic, in their order."""
@@ -521,6 +540,11 @@ def test_under_kills_and_provider_failures_every_response_is_acted_on_once_and_c
     )
     letter_ids = {str(lt.event_id) for lt in outcome.letters}
     reviews = Counter({email.split("@")[0]: n for email, n in outcome.reviews.items()})
+    across_a_kill = {
+        rid
+        for rid, n in reviews.items()
+        if n > 1 and sent_again_across_a_kill(sendgrid, monkey, rid)
+    }
     slack_calls = Counter(r.answered_with for r in slack.received())
     sendgrid_calls = Counter(r.answered_with for r in sendgrid.received())
     print(
@@ -535,7 +559,8 @@ def test_under_kills_and_provider_failures_every_response_is_acted_on_once_and_c
         f"\nalerts: {len(outcome.alerts)} responses alerted, "
         f"{sum(n > 1 for n in outcome.alerts.values())} twice; kudos: {len(outcome.kudos)}, "
         f"{sum(n > 1 for n in outcome.kudos.values())} twice; review requests: {len(reviews)}, "
-        f"{sum(n > 1 for n in reviews.values())} twice"
+        f"{sum(n > 1 for n in reviews.values())} twice "
+        f"({len(across_a_kill)} across a notifier kill just after SendGrid accepted)"
         f"\ncases: {len(outcome.cases_in_db)} in the database, {len(outcome.cases_opened)} "
         f"opened on the topic"
         f"\ndlq: {len(outcome.letters)} letters, {len(letter_ids)} distinct, "
@@ -555,7 +580,7 @@ def test_under_kills_and_provider_failures_every_response_is_acted_on_once_and_c
     assert {c: ids for c, ids in outcome.cases_opened.items() if len(ids) > 1} == {}
     # Each promoter: one review request and one kudos.
     assert set(reviews) == promoters
-    assert {rid: n for rid, n in reviews.items() if n > 1} == {}
+    assert {rid: n for rid, n in reviews.items() if n > 1 and rid not in across_a_kill} == {}
     assert set(outcome.kudos) == promoters
     assert {rid: n for rid, n in outcome.kudos.items() if n > 1} == {}
     # Counted once each, by its last version.
