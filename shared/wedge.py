@@ -114,10 +114,9 @@ class WedgeWatch:
         consumer._acked_index.pop(tp, None)
         consumer._gap.pop(tp, None)
         if committed is None:
-            consumer._read_offset[tp] = None
-            await consumer.seek_to_beginning(tp)
-        else:
-            await consumer.seek(tp, committed)
+            # Never committed: from the partition's first offset, where the group started.
+            committed = (await consumer.earliest_offsets(tp))[tp]
+        await consumer.seek(tp, committed)
 
 
 class ContiguousConsumer(AIOKafkaConsumer):
