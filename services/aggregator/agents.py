@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import faust
 
@@ -15,6 +16,8 @@ from shared.events import CaseEvent, ClassifiedResponse, Invitation, decode
 from shared.streams import EventLoop
 
 DIGEST_CHECK_SECONDS = 60.0
+# How long a batch of responses waits for more after its first: a small share of the refresh.
+BATCH_SECONDS = 0.1
 
 
 def register(
@@ -29,14 +32,17 @@ def register(
     digests: DigestPublisher,
     loop: EventLoop,
     refresh_seconds: float,
+    batch_size: int,
 ) -> None:
     @app.agent(classified, name="count")
     async def count(stream: faust.StreamT[bytes]) -> None:
-        async def handle(key: bytes | None, value: bytes | None) -> None:
-            fact = ResponseFact.of(decode(ClassifiedResponse, value))
-            await asyncio.to_thread(read_model.record_response, fact)
+        def read(key: bytes | None, value: bytes | None) -> ResponseFact:
+            return ResponseFact.of(decode(ClassifiedResponse, value))
 
-        await loop.run(stream, handle)
+        async def handle(facts: Sequence[ResponseFact]) -> None:
+            await asyncio.to_thread(read_model.record_responses, facts)
+
+        await loop.run_batches(stream, read, handle, batch_size, BATCH_SECONDS)
 
     @app.agent(invitations, name="count_invitations")
     async def count_invitations(stream: faust.StreamT[bytes]) -> None:
