@@ -139,10 +139,20 @@ def lock_until_commit(session: Session, lock_id: int) -> None:
 
 def insert_ignore(session: Session, table: Any, values: dict[str, Any], keys: list[str]) -> bool:
     """INSERT a row unless one with the same ``keys`` exists; True when inserted."""
+    return bool(insert_ignore_many(session, table, [values], keys))
+
+
+def insert_ignore_many(
+    session: Session, table: Any, rows: Sequence[dict[str, Any]], keys: list[str]
+) -> int:
+    """``insert_ignore`` of many rows in a few statements, in the order given (of two with
+    the same ``keys``, the first is kept); how many were inserted."""
     insert = _dialect_insert(session)
-    statement = insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
-    result = session.execute(statement)
-    return bool(getattr(result, "rowcount", 0))
+    inserted = 0
+    for chunk in _chunks(rows):
+        statement = insert(table).values(chunk).on_conflict_do_nothing(index_elements=keys)
+        inserted += getattr(session.execute(statement), "rowcount", 0) or 0
+    return inserted
 
 
 def upsert(

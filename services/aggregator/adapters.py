@@ -37,7 +37,7 @@ from services.aggregator.domain import Period
 from services.aggregator.figures import ALL
 from services.aggregator.loop_health import CaseStep
 from services.aggregator.money import PurchaseFact
-from services.aggregator.responses import InvitationFact, ResponseFact, Theme
+from services.aggregator.responses import InvitationFact, InvitationLedger, ResponseFact, Theme
 from services.aggregator.segments import SegmentBuckets, SegmentPolicy
 from shared.db import (
     Base,
@@ -45,6 +45,7 @@ from shared.db import (
     add_to,
     add_to_many,
     insert_ignore,
+    insert_ignore_many,
     lock_until_commit,
     upsert,
     upsert_many,
@@ -142,9 +143,21 @@ class ReadModel(Protocol):
 
     def record_invitation(self, fact: InvitationFact) -> bool: ...
 
+    def record_invitations(self, facts: Sequence[InvitationFact]) -> None:
+        """record_invitation of each fact, in one transaction."""
+        ...
+
     def record_purchase(self, fact: PurchaseFact) -> bool: ...
 
+    def record_purchases(self, facts: Sequence[PurchaseFact]) -> None:
+        """record_purchase of each fact, in one transaction."""
+        ...
+
     def record_case_step(self, step: CaseStep) -> bool: ...
+
+    def record_case_steps(self, steps: Sequence[CaseStep]) -> None:
+        """record_case_step of each step, in one transaction."""
+        ...
 
     def buckets(self) -> SegmentBuckets: ...
 
@@ -360,54 +373,31 @@ class SqlReadModel:
 
     def record_invitation(self, fact: InvitationFact) -> bool:
         with self._sessions.begin() as session:
-            return upsert(
-                session,
-                InvitationRow.__table__,
-                {
-                    "invitation_id": fact.invitation_id,
-                    "customer_id": fact.customer_id,
-                    "survey_kind": fact.survey_kind.value,
-                    "sent_at": fact.sent_at,
-                },
-                keys=["invitation_id"],
-                # InvitationLedger's rule: the earliest "sent" wins.
-                only_if=lambda proposed: (
-                    tuple_(proposed.sent_at, proposed.customer_id)
-                    < tuple_(InvitationRow.sent_at, InvitationRow.customer_id)
-                ),
-            )
+            return bool(_write_invitations(session, [fact]))
+
+    def record_invitations(self, facts: Sequence[InvitationFact]) -> None:
+        # Of several in the batch, only the one the ledger keeps can win over the stored.
+        ledger = InvitationLedger()
+        for fact in facts:
+            ledger.record(fact)
+        with self._sessions.begin() as session:
+            _write_invitations(session, sorted(ledger, key=lambda fact: fact.invitation_id))
 
     def record_purchase(self, fact: PurchaseFact) -> bool:
         with self._sessions.begin() as session:
-            return insert_ignore(
-                session,
-                PurchaseRow.__table__,
-                {
-                    "event_id": fact.event_id,
-                    "customer_id": fact.customer_id,
-                    "order_id": fact.order_id,
-                    "amount": fact.amount,
-                    "currency": fact.currency,
-                    "at": fact.at,
-                },
-                keys=["event_id"],
-            )
+            return bool(_insert_purchases(session, [fact]))
+
+    def record_purchases(self, facts: Sequence[PurchaseFact]) -> None:
+        with self._sessions.begin() as session:
+            _insert_purchases(session, facts)
 
     def record_case_step(self, step: CaseStep) -> bool:
         with self._sessions.begin() as session:
-            return insert_ignore(
-                session,
-                CaseStepRow.__table__,
-                {
-                    "event_id": step.event_id,
-                    "case_id": step.case_id,
-                    "response_id": step.response_id,
-                    "action": step.action.value,
-                    "at": step.at,
-                    "sla_due_at": step.sla_due_at,
-                },
-                keys=["event_id"],
-            )
+            return bool(_insert_case_steps(session, [step]))
+
+    def record_case_steps(self, steps: Sequence[CaseStep]) -> None:
+        with self._sessions.begin() as session:
+            _insert_case_steps(session, steps)
 
     def mark_digest_published(self, period: Period, event_id: str, at: datetime) -> None:
         with self._sessions.begin() as session:
@@ -544,6 +534,67 @@ class SqlReadModel:
                 select(DigestRow.event_id).where(DigestRow.period_start == period.start)
             ).first()
         return found is not None
+
+
+def _write_invitations(session: Session, facts: Sequence[InvitationFact]) -> int:
+    """Upsert sent invitations (one per id); how many rows were written."""
+    return upsert_many(
+        session,
+        InvitationRow.__table__,
+        [
+            {
+                "invitation_id": fact.invitation_id,
+                "customer_id": fact.customer_id,
+                "survey_kind": fact.survey_kind.value,
+                "sent_at": fact.sent_at,
+            }
+            for fact in facts
+        ],
+        keys=["invitation_id"],
+        # InvitationLedger's rule: the earliest "sent" wins.
+        only_if=lambda proposed: (
+            tuple_(proposed.sent_at, proposed.customer_id)
+            < tuple_(InvitationRow.sent_at, InvitationRow.customer_id)
+        ),
+    )
+
+
+def _insert_purchases(session: Session, facts: Sequence[PurchaseFact]) -> int:
+    return insert_ignore_many(
+        session,
+        PurchaseRow.__table__,
+        [
+            {
+                "event_id": fact.event_id,
+                "customer_id": fact.customer_id,
+                "order_id": fact.order_id,
+                "amount": fact.amount,
+                "currency": fact.currency,
+                "at": fact.at,
+            }
+            for fact in facts
+        ],
+        keys=["event_id"],
+    )
+
+
+def _insert_case_steps(session: Session, steps: Sequence[CaseStep]) -> int:
+    return insert_ignore_many(
+        session,
+        CaseStepRow.__table__,
+        [
+            {
+                "event_id": step.event_id,
+                "case_id": step.case_id,
+                "response_id": step.response_id,
+                "action": step.action.value,
+                "at": step.at,
+                "sla_due_at": step.sla_due_at,
+            }
+            for step in steps
+        ],
+        keys=["event_id"],
+    )
 
 
 def _cuts(fact: ResponseFact, buckets: SegmentBuckets) -> list[tuple[str, str]]:

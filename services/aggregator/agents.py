@@ -46,28 +46,35 @@ def register(
 
     @app.agent(invitations, name="count_invitations")
     async def count_invitations(stream: faust.StreamT[bytes]) -> None:
-        async def handle(key: bytes | None, value: bytes | None) -> None:
-            fact = InvitationFact.of(decode(Invitation, value))
-            if fact is not None:
-                await asyncio.to_thread(read_model.record_invitation, fact)
+        def read(key: bytes | None, value: bytes | None) -> InvitationFact | None:
+            return InvitationFact.of(decode(Invitation, value))
 
-        await loop.run(stream, handle)
+        async def handle(facts: Sequence[InvitationFact | None]) -> None:
+            sent = [fact for fact in facts if fact is not None]
+            if sent:
+                await asyncio.to_thread(read_model.record_invitations, sent)
+
+        await loop.run_batches(stream, read, handle, batch_size, BATCH_SECONDS)
 
     @app.agent(purchases, name="count_purchases")
     async def count_purchases(stream: faust.StreamT[bytes]) -> None:
-        async def handle(key: bytes | None, value: bytes | None) -> None:
-            fact = PurchaseFact.of(read_purchase(value))
-            await asyncio.to_thread(read_model.record_purchase, fact)
+        def read(key: bytes | None, value: bytes | None) -> PurchaseFact:
+            return PurchaseFact.of(read_purchase(value))
 
-        await loop.run(stream, handle)
+        async def handle(facts: Sequence[PurchaseFact]) -> None:
+            await asyncio.to_thread(read_model.record_purchases, facts)
+
+        await loop.run_batches(stream, read, handle, batch_size, BATCH_SECONDS)
 
     @app.agent(cases, name="follow_cases")
     async def follow_cases(stream: faust.StreamT[bytes]) -> None:
-        async def handle(key: bytes | None, value: bytes | None) -> None:
-            step = CaseStep.of(decode(CaseEvent, value))
-            await asyncio.to_thread(read_model.record_case_step, step)
+        def read(key: bytes | None, value: bytes | None) -> CaseStep:
+            return CaseStep.of(decode(CaseEvent, value))
 
-        await loop.run(stream, handle)
+        async def handle(steps: Sequence[CaseStep]) -> None:
+            await asyncio.to_thread(read_model.record_case_steps, steps)
+
+        await loop.run_batches(stream, read, handle, batch_size, BATCH_SECONDS)
 
     @app.timer(refresh_seconds, name="refresh_windows")
     async def refresh_windows() -> None:

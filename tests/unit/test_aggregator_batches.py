@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,15 +18,20 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.aggregator.adapters import (
+    CaseStepRow,
+    InvitationRow,
+    PurchaseRow,
     ResponseRow,
     SegmentBucketRow,
     SnapshotRow,
     SqlReadModel,
 )
-from services.aggregator.responses import ResponseFact
+from services.aggregator.loop_health import CaseStep
+from services.aggregator.money import PurchaseFact
+from services.aggregator.responses import InvitationFact, ResponseFact
 from services.aggregator.segments import SegmentPolicy
 from shared.db import make_engine, migrate, session_factory
-from shared.events import SurveyKind
+from shared.events import CaseAction, SurveyKind
 from shared.nps import Counts, classify
 from tests.conftest import create_postgres_database, drop_postgres_database
 
@@ -61,21 +67,24 @@ def versions(draw: st.DrawFn) -> ResponseFact:
     )
 
 
+TABLES = (ResponseRow, SegmentBucketRow, SnapshotRow, InvitationRow, PurchaseRow, CaseStepRow)
+
+
 def contents(sessions: sessionmaker[Session]) -> dict[str, Any]:
-    """Every row the responses leave behind (but when each was written)."""
+    """Every row the facts leave behind (but when a response's was written)."""
     with sessions() as session:
-        responses = sorted(
-            tuple(value for name, value in row._mapping.items() if name != "updated_at")
-            for row in session.execute(select(ResponseRow.__table__))
-        )
-        buckets = sorted(tuple(row) for row in session.execute(select(SegmentBucketRow.__table__)))
-        snapshots = sorted(tuple(row) for row in session.execute(select(SnapshotRow.__table__)))
-    return {"responses": responses, "buckets": buckets, "snapshots": snapshots}
+        return {
+            table.__tablename__: sorted(
+                tuple(value for name, value in row._mapping.items() if name != "updated_at")
+                for row in session.execute(select(table.__table__))
+            )
+            for table in TABLES
+        }
 
 
 def emptied(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
     with sessions.begin() as session:
-        for table in (ResponseRow, SegmentBucketRow, SnapshotRow):
+        for table in TABLES:
             session.execute(delete(table))
     return sessions
 
@@ -133,7 +142,7 @@ def test_a_batch_leaves_what_recording_each_fact_in_turn_leaves(
         changed += batched.record_responses(facts[start:end])
 
     assert changed == expected
-    assert contents(batched._sessions) == contents(one_by_one._sessions)
+    assert contents(two_databases[1]) == contents(two_databases[0])
     assert batched.buckets() == one_by_one.buckets()
 
 
@@ -161,3 +170,47 @@ def test_the_latest_version_in_a_batch_wins_whatever_their_order(tmp_path: Path)
     day = (NOW - timedelta(hours=1)).astimezone(ZONE).date()
     whole = model.snapshots(SurveyKind.NPS, "all", day)["all"][day]
     assert whole == Counts(promoters=1)
+
+
+def test_batches_of_invitations_purchases_and_case_steps_keep_what_one_at_a_time_keeps(
+    two_databases: tuple[sessionmaker[Session], sessionmaker[Session]],
+) -> None:
+    def sent(invitation: int, customer: str, minutes: int) -> InvitationFact:
+        at = NOW + timedelta(minutes=minutes)
+        return InvitationFact(f"i-{invitation}", customer, SurveyKind.NPS, at)
+
+    def bought(event: int, amount: str) -> PurchaseFact:
+        return PurchaseFact(f"p-{event}", "c-1", f"o-{event}", Decimal(amount), "DKK", NOW)
+
+    def step(event: int, action: CaseAction) -> CaseStep:
+        return CaseStep(f"e-{event}", "case-1", "r-1", action, NOW + timedelta(minutes=event))
+
+    # Repeats, and an earlier "sent" after a later one, inside a batch and across them.
+    invitations = [sent(1, "c-2", 5), sent(1, "c-1", 5), sent(2, "c-1", 9), sent(1, "c-1", 2)]
+    purchases = [bought(1, "10.5"), bought(2, "-3"), bought(1, "99")]
+    steps = [step(1, CaseAction.OPENED), step(2, CaseAction.CLAIMED), step(1, CaseAction.CLAIMED)]
+    for sessions in two_databases:
+        earlier = SqlReadModel(emptied(sessions), POLICY, ZONE)
+        earlier.record_invitation(sent(2, "c-1", 7))
+        earlier.record_purchase(bought(2, "7"))
+        earlier.record_case_step(step(2, CaseAction.OPENED))
+    one_by_one = SqlReadModel(two_databases[0], POLICY, ZONE)
+    for invitation in invitations:
+        one_by_one.record_invitation(invitation)
+    for purchase in purchases:
+        one_by_one.record_purchase(purchase)
+    for case_step in steps:
+        one_by_one.record_case_step(case_step)
+    batched = SqlReadModel(two_databases[1], POLICY, ZONE)
+    batched.record_invitations(invitations)
+    batched.record_purchases(purchases)
+    batched.record_case_steps(steps)
+
+    kept = contents(two_databases[1])
+    assert kept == contents(two_databases[0])
+    assert [(row[0], row[1], row[3].minute) for row in kept["aggregator_invitations"]] == [
+        ("i-1", "c-1", 2),
+        ("i-2", "c-1", 7),
+    ]
+    assert sorted(row[3] for row in kept["aggregator_purchases"]) == [Decimal(7), Decimal("10.5")]
+    assert len(kept["aggregator_case_steps"]) == 2
