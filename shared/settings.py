@@ -241,8 +241,9 @@ class Settings(BaseSettings):
     aggregator_batch_size: int = Field(
         500,
         ge=1,
-        description="Classified responses the aggregator counts in one database transaction, "
-        "at most: those that arrive within 0.1 s of the first, up to this many.",
+        description="Events (classified responses, invitations, purchases, case steps) the "
+        "aggregator records in one database transaction, at most: those that arrive within "
+        "0.1 s of the first, up to this many.",
     )
     reporting_timezone: str | None = Field(
         None,
