@@ -316,6 +316,9 @@ class SqlReadModel:
         known = self._admitted if self._admitted is not None else self._load_buckets(session)
         if all(known.admit(segment) is known for segment in segments):
             return [known] * len(segments)
+        # Another worker may have admitted values since this one last looked: once a
+        # dimension is full, which values have a bucket must be the same for every worker,
+        # so a value is admitted only against the stored buckets, one worker at a time.
         lock_until_commit(session, _ADMISSION_LOCK_ID)
         stored = self._load_buckets(session)
         admitted: list[SegmentBuckets] = []
@@ -340,17 +343,7 @@ class SqlReadModel:
                 )
 
     def _admit(self, session: Session, segment: Mapping[str, str]) -> SegmentBuckets:
-        known = self._admitted if self._admitted is not None else self._load_buckets(session)
-        if known.admit(segment) is known:
-            return known
-        # Another worker may have admitted values since this one last looked: once a
-        # dimension is full, which values have a bucket must be the same for every worker,
-        # so a value is admitted only against the stored buckets, one worker at a time.
-        lock_until_commit(session, _ADMISSION_LOCK_ID)
-        known = self._load_buckets(session)
-        grown = known.admit(segment)
-        self._store_admitted(session, known, grown)
-        return grown
+        return self._admit_in_turn(session, [segment])[0]
 
     def _count(
         self, session: Session, fact: ResponseFact, buckets: SegmentBuckets, sign: int
