@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -139,10 +139,20 @@ def lock_until_commit(session: Session, lock_id: int) -> None:
 
 def insert_ignore(session: Session, table: Any, values: dict[str, Any], keys: list[str]) -> bool:
     """INSERT a row unless one with the same ``keys`` exists; True when inserted."""
+    return bool(insert_ignore_many(session, table, [values], keys))
+
+
+def insert_ignore_many(
+    session: Session, table: Any, rows: Sequence[dict[str, Any]], keys: list[str]
+) -> int:
+    """``insert_ignore`` of many rows in a few statements, in the order given (of two with
+    the same ``keys``, the first is kept); how many were inserted."""
     insert = _dialect_insert(session)
-    statement = insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
-    result = session.execute(statement)
-    return bool(getattr(result, "rowcount", 0))
+    inserted = 0
+    for chunk in _chunks(rows):
+        statement = insert(table).values(chunk).on_conflict_do_nothing(index_elements=keys)
+        inserted += getattr(session.execute(statement), "rowcount", 0) or 0
+    return inserted
 
 
 def upsert(
@@ -157,14 +167,30 @@ def upsert(
     ``only_if``, given the proposed row (``excluded``), is the condition under which an
     existing row is replaced; it is left as it is otherwise. True when a row was written.
     """
+    return bool(upsert_many(session, table, [values], keys, only_if))
+
+
+def upsert_many(
+    session: Session,
+    table: Any,
+    rows: Sequence[dict[str, Any]],
+    keys: list[str],
+    only_if: Callable[[Any], Any] | None = None,
+) -> int:
+    """``upsert`` of many rows (no two with the same ``keys``) in a few statements; how many
+    were written. Rows are written in the order given: give them in the order of their keys,
+    so that two transactions lock shared rows in the same order and do not deadlock."""
     insert = _dialect_insert(session)
-    statement = insert(table).values(**values)
-    changes = {name: statement.excluded[name] for name in values if name not in keys}
-    where = None if only_if is None else only_if(statement.excluded)
-    result = session.execute(
-        statement.on_conflict_do_update(index_elements=keys, set_=changes, where=where)
-    )
-    return bool(getattr(result, "rowcount", 0))
+    written = 0
+    for chunk in _chunks(rows):
+        statement = insert(table).values(chunk)
+        changes = {name: statement.excluded[name] for name in chunk[0] if name not in keys}
+        where = None if only_if is None else only_if(statement.excluded)
+        result = session.execute(
+            statement.on_conflict_do_update(index_elements=keys, set_=changes, where=where)
+        )
+        written += getattr(result, "rowcount", 0) or 0
+    return written
 
 
 def add_to(session: Session, table: Any, keys: dict[str, Any], amounts: dict[str, int]) -> None:
@@ -172,10 +198,30 @@ def add_to(session: Session, table: Any, keys: dict[str, Any], amounts: dict[str
 
     The addition happens in the database, so concurrent writers do not lose each other's.
     """
+    add_to_many(session, table, list(keys), [{**keys, **amounts}])
+
+
+def add_to_many(
+    session: Session, table: Any, keys: list[str], rows: Sequence[dict[str, Any]]
+) -> None:
+    """``add_to`` of many rows (no two with the same ``keys``; the other columns are the
+    amounts) in a few statements, written in the order given, as ``upsert_many``'s."""
     insert = _dialect_insert(session)
-    statement = insert(table).values(**keys, **amounts)
-    additions = {name: table.c[name] + statement.excluded[name] for name in amounts}
-    session.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=additions))
+    for chunk in _chunks(rows):
+        statement = insert(table).values(chunk)
+        additions = {
+            name: table.c[name] + statement.excluded[name] for name in chunk[0] if name not in keys
+        }
+        session.execute(statement.on_conflict_do_update(index_elements=keys, set_=additions))
+
+
+# Rows per statement: SQLite takes at most 32,766 values in one, PostgreSQL 65,535.
+_ROWS_PER_STATEMENT = 500
+
+
+def _chunks(rows: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        yield list(rows[start : start + _ROWS_PER_STATEMENT])
 
 
 def _dialect_insert(session: Session) -> Any:

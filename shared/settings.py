@@ -245,6 +245,13 @@ class Settings(BaseSettings):
     aggregate_refresh_seconds: float = Field(
         2.0, gt=0, description="How often the aggregator recomputes its windows for /metrics."
     )
+    aggregator_batch_size: int = Field(
+        500,
+        ge=1,
+        description="Events (classified responses, invitations, purchases, case steps) the "
+        "aggregator records in one database transaction, at most: those that arrive within "
+        "0.1 s of the first, up to this many.",
+    )
     reporting_timezone: str | None = Field(
         None,
         description="Time zone of the aggregator's calendar weeks, daily snapshots and digest "

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from typing import Any, Protocol
@@ -37,9 +37,19 @@ from services.aggregator.domain import Period
 from services.aggregator.figures import ALL
 from services.aggregator.loop_health import CaseStep
 from services.aggregator.money import PurchaseFact
-from services.aggregator.responses import InvitationFact, ResponseFact, Theme
+from services.aggregator.responses import InvitationFact, InvitationLedger, ResponseFact, Theme
 from services.aggregator.segments import SegmentBuckets, SegmentPolicy
-from shared.db import Base, UtcDateTime, add_to, insert_ignore, lock_until_commit, upsert
+from shared.db import (
+    Base,
+    UtcDateTime,
+    add_to,
+    add_to_many,
+    insert_ignore,
+    insert_ignore_many,
+    lock_until_commit,
+    upsert,
+    upsert_many,
+)
 from shared.events import CaseAction, SurveyKind
 from shared.nps import Category, Counts
 
@@ -127,11 +137,27 @@ class ReadModel(Protocol):
 
     def record_response(self, fact: ResponseFact) -> bool: ...
 
+    def record_responses(self, facts: Sequence[ResponseFact]) -> list[bool]:
+        """record_response of each fact in turn, in one transaction; which changed a row."""
+        ...
+
     def record_invitation(self, fact: InvitationFact) -> bool: ...
+
+    def record_invitations(self, facts: Sequence[InvitationFact]) -> None:
+        """record_invitation of each fact, in one transaction."""
+        ...
 
     def record_purchase(self, fact: PurchaseFact) -> bool: ...
 
+    def record_purchases(self, facts: Sequence[PurchaseFact]) -> None:
+        """record_purchase of each fact, in one transaction."""
+        ...
+
     def record_case_step(self, step: CaseStep) -> bool: ...
+
+    def record_case_steps(self, steps: Sequence[CaseStep]) -> None:
+        """record_case_step of each step, in one transaction."""
+        ...
 
     def buckets(self) -> SegmentBuckets: ...
 
@@ -191,11 +217,7 @@ class SqlReadModel:
                 ResponseRow.__table__,
                 _row_of(fact),
                 keys=["response_id"],
-                # ResponseFact.supersedes, in SQL: strictly later (received_at, event_id).
-                only_if=lambda proposed: (
-                    tuple_(proposed.received_at, proposed.event_id)
-                    > tuple_(ResponseRow.received_at, ResponseRow.event_id)
-                ),
+                only_if=_supersedes_kept,
             )
             if written:
                 if kept is not None:
@@ -204,38 +226,132 @@ class SqlReadModel:
         self._admitted = buckets
         return written
 
-    def _admit(self, session: Session, segment: Mapping[str, str]) -> SegmentBuckets:
+    def record_responses(self, facts: Sequence[ResponseFact]) -> list[bool]:
+        """record_response of each fact in turn, in one transaction and a few statements:
+        what it keeps, counts and admits is the same; which of the facts changed a row.
+
+        The kept rows are read and locked first, then the batch is folded over them here,
+        by the same rule as the upsert's, and only each response's last winning version
+        is written, with that rule in its WHERE as well.
+        """
+        if not facts:
+            return []
+        with self._sessions.begin() as session:
+            admitted = self._admit_in_turn(session, [fact.segment for fact in facts])
+            ids = sorted({fact.response_id for fact in facts})
+            stored = {
+                row.response_id: _fact_of(row._mapping)
+                for row in session.execute(
+                    select(ResponseRow.__table__)
+                    .where(ResponseRow.response_id.in_(ids))
+                    # One order for every worker's locks, so that two batches cannot deadlock.
+                    .order_by(ResponseRow.response_id)
+                    .with_for_update()
+                )
+            }
+            kept = dict(stored)
+            moves: dict[tuple[date, str, str, str], dict[str, int]] = {}
+            changed: list[bool] = []
+            for fact, buckets in zip(facts, admitted, strict=True):
+                before = kept.get(fact.response_id)
+                if before is not None and not fact.supersedes(before):
+                    changed.append(False)
+                    continue
+                if before is not None:
+                    self._move(moves, before, buckets, -1)
+                self._move(moves, fact, buckets, +1)
+                kept[fact.response_id] = fact
+                changed.append(True)
+            winners = [kept[key] for key in ids if kept[key] is not stored.get(key)]
+            written = upsert_many(
+                session,
+                ResponseRow.__table__,
+                [_row_of(fact) for fact in winners],
+                keys=["response_id"],
+                only_if=_supersedes_kept,
+            )
+            if written != len(winners):
+                # The rows are locked: only a rule that differs from the upsert's gets here.
+                raise RuntimeError(
+                    f"{len(winners)} responses were to be written and {written} were"
+                )
+            add_to_many(
+                session,
+                SnapshotRow.__table__,
+                ["day", "survey_kind", "dimension", "segment"],
+                [
+                    {
+                        "day": day,
+                        "survey_kind": kind,
+                        "dimension": dimension,
+                        "segment": segment,
+                        **amounts,
+                    }
+                    for (day, kind, dimension, segment), amounts in sorted(moves.items())
+                ],
+            )
+        self._admitted = admitted[-1]
+        return changed
+
+    def _move(
+        self,
+        moves: dict[tuple[date, str, str, str], dict[str, int]],
+        fact: ResponseFact,
+        buckets: SegmentBuckets,
+        sign: int,
+    ) -> None:
+        """_count's additions, gathered in ``moves`` to be written at once."""
+        day = fact.responded_at.astimezone(self._zone).date()
+        for dimension, segment in _cuts(fact, buckets):
+            amounts = moves.setdefault(
+                (day, fact.survey_kind.value, dimension, segment),
+                dict.fromkeys(_COLUMN_OF.values(), 0),
+            )
+            amounts[_COLUMN_OF[fact.category]] += sign
+
+    def _admit_in_turn(
+        self, session: Session, segments: Sequence[Mapping[str, str]]
+    ) -> list[SegmentBuckets]:
+        """The buckets after admitting each segment in turn, as _admit one after another."""
         known = self._admitted if self._admitted is not None else self._load_buckets(session)
-        if known.admit(segment) is known:
-            return known
+        if all(known.admit(segment) is known for segment in segments):
+            return [known] * len(segments)
         # Another worker may have admitted values since this one last looked: once a
         # dimension is full, which values have a bucket must be the same for every worker,
         # so a value is admitted only against the stored buckets, one worker at a time.
         lock_until_commit(session, _ADMISSION_LOCK_ID)
-        known = self._load_buckets(session)
-        grown = known.admit(segment)
+        stored = self._load_buckets(session)
+        admitted: list[SegmentBuckets] = []
+        grown = stored
+        for segment in segments:
+            grown = grown.admit(segment)
+            admitted.append(grown)
+        self._store_admitted(session, stored, grown)
+        return admitted
+
+    def _store_admitted(
+        self, session: Session, stored: SegmentBuckets, grown: SegmentBuckets
+    ) -> None:
         for dimension in grown.policy.dimensions:
             values = grown.admitted[dimension]
-            for position in range(len(known.admitted[dimension]), len(values)):
+            for position in range(len(stored.admitted[dimension]), len(values)):
                 insert_ignore(
                     session,
                     SegmentBucketRow.__table__,
                     {"dimension": dimension, "value": values[position], "position": position},
                     keys=["dimension", "value"],
                 )
-        return grown
+
+    def _admit(self, session: Session, segment: Mapping[str, str]) -> SegmentBuckets:
+        return self._admit_in_turn(session, [segment])[0]
 
     def _count(
         self, session: Session, fact: ResponseFact, buckets: SegmentBuckets, sign: int
     ) -> None:
         day = fact.responded_at.astimezone(self._zone).date()
-        cuts = [(ALL, ALL)] + [
-            (dimension, buckets.bucket(dimension, fact.segment.get(dimension)))
-            for dimension in buckets.policy.dimensions
-        ]
         amounts = dict.fromkeys(_COLUMN_OF.values(), 0)
         amounts[_COLUMN_OF[fact.category]] = sign
-        for dimension, segment in cuts:
+        for dimension, segment in _cuts(fact, buckets):
             add_to(
                 session,
                 SnapshotRow.__table__,
@@ -250,54 +366,31 @@ class SqlReadModel:
 
     def record_invitation(self, fact: InvitationFact) -> bool:
         with self._sessions.begin() as session:
-            return upsert(
-                session,
-                InvitationRow.__table__,
-                {
-                    "invitation_id": fact.invitation_id,
-                    "customer_id": fact.customer_id,
-                    "survey_kind": fact.survey_kind.value,
-                    "sent_at": fact.sent_at,
-                },
-                keys=["invitation_id"],
-                # InvitationLedger's rule: the earliest "sent" wins.
-                only_if=lambda proposed: (
-                    tuple_(proposed.sent_at, proposed.customer_id)
-                    < tuple_(InvitationRow.sent_at, InvitationRow.customer_id)
-                ),
-            )
+            return bool(_write_invitations(session, [fact]))
+
+    def record_invitations(self, facts: Sequence[InvitationFact]) -> None:
+        # Of several in the batch, only the one the ledger keeps can win over the stored.
+        ledger = InvitationLedger()
+        for fact in facts:
+            ledger.record(fact)
+        with self._sessions.begin() as session:
+            _write_invitations(session, sorted(ledger, key=lambda fact: fact.invitation_id))
 
     def record_purchase(self, fact: PurchaseFact) -> bool:
         with self._sessions.begin() as session:
-            return insert_ignore(
-                session,
-                PurchaseRow.__table__,
-                {
-                    "event_id": fact.event_id,
-                    "customer_id": fact.customer_id,
-                    "order_id": fact.order_id,
-                    "amount": fact.amount,
-                    "currency": fact.currency,
-                    "at": fact.at,
-                },
-                keys=["event_id"],
-            )
+            return bool(_insert_purchases(session, [fact]))
+
+    def record_purchases(self, facts: Sequence[PurchaseFact]) -> None:
+        with self._sessions.begin() as session:
+            _insert_purchases(session, facts)
 
     def record_case_step(self, step: CaseStep) -> bool:
         with self._sessions.begin() as session:
-            return insert_ignore(
-                session,
-                CaseStepRow.__table__,
-                {
-                    "event_id": step.event_id,
-                    "case_id": step.case_id,
-                    "response_id": step.response_id,
-                    "action": step.action.value,
-                    "at": step.at,
-                    "sla_due_at": step.sla_due_at,
-                },
-                keys=["event_id"],
-            )
+            return bool(_insert_case_steps(session, [step]))
+
+    def record_case_steps(self, steps: Sequence[CaseStep]) -> None:
+        with self._sessions.begin() as session:
+            _insert_case_steps(session, steps)
 
     def mark_digest_published(self, period: Period, event_id: str, at: datetime) -> None:
         with self._sessions.begin() as session:
@@ -434,6 +527,82 @@ class SqlReadModel:
                 select(DigestRow.event_id).where(DigestRow.period_start == period.start)
             ).first()
         return found is not None
+
+
+def _write_invitations(session: Session, facts: Sequence[InvitationFact]) -> int:
+    """Upsert sent invitations (one per id); how many rows were written."""
+    return upsert_many(
+        session,
+        InvitationRow.__table__,
+        [
+            {
+                "invitation_id": fact.invitation_id,
+                "customer_id": fact.customer_id,
+                "survey_kind": fact.survey_kind.value,
+                "sent_at": fact.sent_at,
+            }
+            for fact in facts
+        ],
+        keys=["invitation_id"],
+        # InvitationLedger's rule: the earliest "sent" wins.
+        only_if=lambda proposed: (
+            tuple_(proposed.sent_at, proposed.customer_id)
+            < tuple_(InvitationRow.sent_at, InvitationRow.customer_id)
+        ),
+    )
+
+
+def _insert_purchases(session: Session, facts: Sequence[PurchaseFact]) -> int:
+    return insert_ignore_many(
+        session,
+        PurchaseRow.__table__,
+        [
+            {
+                "event_id": fact.event_id,
+                "customer_id": fact.customer_id,
+                "order_id": fact.order_id,
+                "amount": fact.amount,
+                "currency": fact.currency,
+                "at": fact.at,
+            }
+            for fact in facts
+        ],
+        keys=["event_id"],
+    )
+
+
+def _insert_case_steps(session: Session, steps: Sequence[CaseStep]) -> int:
+    return insert_ignore_many(
+        session,
+        CaseStepRow.__table__,
+        [
+            {
+                "event_id": step.event_id,
+                "case_id": step.case_id,
+                "response_id": step.response_id,
+                "action": step.action.value,
+                "at": step.at,
+                "sla_due_at": step.sla_due_at,
+            }
+            for step in steps
+        ],
+        keys=["event_id"],
+    )
+
+
+def _cuts(fact: ResponseFact, buckets: SegmentBuckets) -> list[tuple[str, str]]:
+    """The snapshots a response counts in: the whole, and its bucket of each dimension."""
+    return [(ALL, ALL)] + [
+        (dimension, buckets.bucket(dimension, fact.segment.get(dimension)))
+        for dimension in buckets.policy.dimensions
+    ]
+
+
+def _supersedes_kept(proposed: Any) -> Any:
+    """ResponseFact.supersedes, in SQL: strictly later (received_at, event_id)."""
+    return tuple_(proposed.received_at, proposed.event_id) > tuple_(
+        ResponseRow.received_at, ResponseRow.event_id
+    )
 
 
 def _row_of(fact: ResponseFact) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import faust
 
@@ -15,6 +16,8 @@ from shared.events import CaseEvent, ClassifiedResponse, Invitation, decode
 from shared.streams import EventLoop
 
 DIGEST_CHECK_SECONDS = 60.0
+# How long a batch of responses waits for more after its first: a small share of the refresh.
+BATCH_SECONDS = 0.1
 
 
 def register(
@@ -29,39 +32,49 @@ def register(
     digests: DigestPublisher,
     loop: EventLoop,
     refresh_seconds: float,
+    batch_size: int,
 ) -> None:
     @app.agent(classified, name="count")
     async def count(stream: faust.StreamT[bytes]) -> None:
-        async def handle(key: bytes | None, value: bytes | None) -> None:
-            fact = ResponseFact.of(decode(ClassifiedResponse, value))
-            await asyncio.to_thread(read_model.record_response, fact)
+        def read(key: bytes | None, value: bytes | None) -> ResponseFact:
+            return ResponseFact.of(decode(ClassifiedResponse, value))
 
-        await loop.run(stream, handle)
+        async def handle(facts: Sequence[ResponseFact]) -> None:
+            await asyncio.to_thread(read_model.record_responses, facts)
+
+        await loop.run_batches(stream, read, handle, batch_size, BATCH_SECONDS)
 
     @app.agent(invitations, name="count_invitations")
     async def count_invitations(stream: faust.StreamT[bytes]) -> None:
-        async def handle(key: bytes | None, value: bytes | None) -> None:
-            fact = InvitationFact.of(decode(Invitation, value))
-            if fact is not None:
-                await asyncio.to_thread(read_model.record_invitation, fact)
+        def read(key: bytes | None, value: bytes | None) -> InvitationFact | None:
+            return InvitationFact.of(decode(Invitation, value))
 
-        await loop.run(stream, handle)
+        async def handle(facts: Sequence[InvitationFact | None]) -> None:
+            sent = [fact for fact in facts if fact is not None]
+            if sent:
+                await asyncio.to_thread(read_model.record_invitations, sent)
+
+        await loop.run_batches(stream, read, handle, batch_size, BATCH_SECONDS)
 
     @app.agent(purchases, name="count_purchases")
     async def count_purchases(stream: faust.StreamT[bytes]) -> None:
-        async def handle(key: bytes | None, value: bytes | None) -> None:
-            fact = PurchaseFact.of(read_purchase(value))
-            await asyncio.to_thread(read_model.record_purchase, fact)
+        def read(key: bytes | None, value: bytes | None) -> PurchaseFact:
+            return PurchaseFact.of(read_purchase(value))
 
-        await loop.run(stream, handle)
+        async def handle(facts: Sequence[PurchaseFact]) -> None:
+            await asyncio.to_thread(read_model.record_purchases, facts)
+
+        await loop.run_batches(stream, read, handle, batch_size, BATCH_SECONDS)
 
     @app.agent(cases, name="follow_cases")
     async def follow_cases(stream: faust.StreamT[bytes]) -> None:
-        async def handle(key: bytes | None, value: bytes | None) -> None:
-            step = CaseStep.of(decode(CaseEvent, value))
-            await asyncio.to_thread(read_model.record_case_step, step)
+        def read(key: bytes | None, value: bytes | None) -> CaseStep:
+            return CaseStep.of(decode(CaseEvent, value))
 
-        await loop.run(stream, handle)
+        async def handle(steps: Sequence[CaseStep]) -> None:
+            await asyncio.to_thread(read_model.record_case_steps, steps)
+
+        await loop.run_batches(stream, read, handle, batch_size, BATCH_SECONDS)
 
     @app.timer(refresh_seconds, name="refresh_windows")
     async def refresh_windows() -> None:

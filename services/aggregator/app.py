@@ -54,6 +54,7 @@ def create_app(settings: Settings) -> faust.App:
         digests=DigestPublisher(read_model, config, schedule, send_digest),
         loop=EventLoop("aggregator", dlq_topic(app, settings), StreamMetrics.create(registry)),
         refresh_seconds=settings.aggregate_refresh_seconds,
+        batch_size=settings.aggregator_batch_size,
     )
     AggregatorRoutes(read_model, config).register(web_router(app))
     DashboardRoutes(
