@@ -114,12 +114,15 @@ def held(stack: Stack, worker: str, topic: str) -> set[int]:
 
 
 def spread(stack: Stack, workers: list[str], topic: str) -> dict[str, set[int]]:
-    """Each worker's partitions once together they hold the whole topic (or at the deadline)."""
+    """Each worker's partitions once together they hold the whole topic, each partition
+    once (or at the deadline): mid-rebalance a worker may still report what it is giving
+    away while another already reports it."""
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
         shares = {worker: held(stack, worker, topic) for worker in workers}
         whole = set().union(*shares.values()) == set(range(topics.CUSTOMER_PARTITIONS))
-        if whole or time.monotonic() > deadline:
+        once = sum(len(share) for share in shares.values()) == topics.CUSTOMER_PARTITIONS
+        if (whole and once) or time.monotonic() > deadline:
             return shares
         time.sleep(0.3)
 
