@@ -548,11 +548,30 @@ class SlackSender:
     HISTORY_PAGES = 5
 
     def __init__(self, token: str, base_url: str, timeout_seconds: float) -> None:
+        self._timeout = int(max(timeout_seconds, 1))
         # base_url ends in "/": the setting guarantees it (slack-sdk joins method names on).
-        self._client = AsyncWebClient(
-            token=token, base_url=base_url, timeout=int(max(timeout_seconds, 1))
-        )
+        self._slack = AsyncWebClient(token=token, base_url=base_url, timeout=self._timeout)
+        self._session_loop: asyncio.AbstractEventLoop | None = None
         self._channel_ids: dict[str, str] = {}
+
+    def _client(self) -> AsyncWebClient:
+        # Without a session of its own, slack-sdk opens one, and a new connection, for every
+        # call. One session per event loop keeps connections alive; made lazily, as aiohttp
+        # binds a session to the loop it is made in.
+        loop = asyncio.get_running_loop()
+        session = self._slack.session
+        if session is None or session.closed or self._session_loop is not loop:
+            self._slack.session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout)
+            )
+            self._session_loop = loop
+        return self._slack
+
+    async def close(self) -> None:
+        """Close the kept-alive connections (a call after this opens a session again)."""
+        session = self._slack.session
+        if session is not None and self._session_loop is asyncio.get_running_loop():
+            await session.close()
 
     async def find(self, entry: OutboxEntry) -> str | None:
         if "ts" in entry.payload or entry.created_at is None:
@@ -590,7 +609,7 @@ class SlackSender:
         if channel not in self._channel_ids:
             cursor = None
             for _ in range(20):
-                page = await self._client.conversations_list(
+                page = await self._client().conversations_list(
                     cursor=cursor, limit=1000, types="public_channel,private_channel"
                 )
                 listed: list[dict[str, Any]] = page.get("channels", [])
@@ -604,7 +623,7 @@ class SlackSender:
     async def _posted(self, channel_id: str, oldest: str, key: str) -> str | None:
         cursor = None
         for _ in range(self.HISTORY_PAGES):
-            page = await self._client.conversations_history(
+            page = await self._client().conversations_history(
                 channel=channel_id,
                 oldest=oldest,
                 include_all_metadata=True,
@@ -633,15 +652,15 @@ class SlackSender:
                 # An alert redrawn in place; link unfurling was settled when it was posted.
                 payload.pop("unfurl_links", None)
                 payload.pop("unfurl_media", None)
-                response = await self._client.chat_update(**payload)
+                response = await self._client().chat_update(**payload)
                 return f"{response.get('channel', '')}:{response.get('ts', '')}"
             payload.setdefault("metadata", message_metadata(entry.idempotency_key))
             try:
-                response = await self._client.chat_postMessage(**payload)
+                response = await self._client().chat_postMessage(**payload)
             except SlackApiError as exc:
                 # A routed channel (#store-aarhus-c) may not exist: the rule's fallback does.
                 if fallback and exc.response.get("error") == "channel_not_found":
-                    response = await self._client.chat_postMessage(
+                    response = await self._client().chat_postMessage(
                         **{**payload, "channel": fallback}
                     )
                 else:
