@@ -126,6 +126,14 @@ class Claim:
     waiting: tuple[OutboxEntry, ...] = ()
 
 
+@dataclass(frozen=True)
+class Busy:
+    """The Slack channel's turn was someone else's until ``until``: the delivery was not
+    tried, and waits, pending, until then (the claim did not count as an attempt)."""
+
+    until: datetime
+
+
 class Enqueued(StrEnum):
     """What writing a delivery to the outbox came to."""
 
@@ -141,7 +149,7 @@ class Intake:
     """A delivery written to the outbox, and the claim of its first attempt if it is due."""
 
     outcome: Enqueued
-    claim: Claim | None = None
+    claim: Claim | Busy | None = None
 
 
 class Outbox(Protocol):
@@ -187,16 +195,16 @@ class Outbox(Protocol):
 
     def pace(
         self, entry: OutboxEntry, now: datetime, lease_until: datetime, pacing: Pacing
-    ) -> tuple[OutboxEntry, ...] | None:
+    ) -> tuple[OutboxEntry, ...] | Busy:
         """For a claimed Slack delivery, in one transaction: ``take_turn`` and, for an alert
-        that can join a summary, ``claim_waiting`` (the alerts that go with it). None when
-        the channel is busy: the delivery is ``release``d until the turn ends."""
+        that can join a summary, ``claim_waiting`` (the alerts that go with it). Busy when
+        the channel is: the delivery is ``release``d until the turn ends."""
 
     def claim_paced(
         self, key: str, now: datetime, lease_until: datetime, pacing: Pacing
-    ) -> Claim | None:
+    ) -> Claim | Busy | None:
         """``claim`` and, for a Slack delivery whose last attempt cannot have delivered,
-        ``pace``, in one transaction; None when not claimed or when the channel is busy."""
+        ``pace``, in one transaction; None when not claimed."""
 
     def enqueue(
         self,
@@ -262,13 +270,13 @@ class SqlOutbox:
 
     def pace(
         self, entry: OutboxEntry, now: datetime, lease_until: datetime, pacing: Pacing
-    ) -> tuple[OutboxEntry, ...] | None:
+    ) -> tuple[OutboxEntry, ...] | Busy:
         with self._sessions.begin() as session:
             return _pace(session, entry, now, lease_until, pacing)
 
     def claim_paced(
         self, key: str, now: datetime, lease_until: datetime, pacing: Pacing
-    ) -> Claim | None:
+    ) -> Claim | Busy | None:
         with self._sessions.begin() as session:
             return _claim_paced(session, key, now, lease_until, pacing)
 
@@ -503,24 +511,24 @@ def _claim(session: Session, key: str, now: datetime, lease_until: datetime) -> 
 
 def _claim_paced(
     session: Session, key: str, now: datetime, lease_until: datetime, pacing: Pacing
-) -> Claim | None:
+) -> Claim | Busy | None:
     entry = _claim(session, key, now, lease_until)
     if entry is None:
         return None
     if entry.channel != Channel.SLACK or entry.outcome_unknown:
         return Claim(entry)
     waiting = _pace(session, entry, now, lease_until, pacing)
-    return None if waiting is None else Claim(entry, paced=True, waiting=waiting)
+    return waiting if isinstance(waiting, Busy) else Claim(entry, paced=True, waiting=waiting)
 
 
 def _pace(
     session: Session, entry: OutboxEntry, now: datetime, lease_until: datetime, pacing: Pacing
-) -> tuple[OutboxEntry, ...] | None:
+) -> tuple[OutboxEntry, ...] | Busy:
     busy_until = _take_turn(session, entry.recipient, now, pacing.turn_until)
     if busy_until is not None:
         # The delivery waits, pending, for the end of the turn that holds the channel.
         _release(session, entry.idempotency_key, busy_until, entry.previous_error)
-        return None
+        return Busy(busy_until)
     if entry.kind != DeliveryKind.ALERT.value or not can_join_a_summary(entry.payload):
         return ()
     waiting = _claim_waiting(

@@ -18,6 +18,7 @@ from services.notifier.adapters import (
     NO_ANSWER,
     PENDING,
     STILL_UNKNOWN,
+    Busy,
     Claim,
     DeliveryFailed,
     Enqueued,
@@ -489,7 +490,7 @@ class Dispatcher:
         if intake.outcome in (Enqueued.SUPPRESSED, Enqueued.DUPLICATE):
             self.metrics.deliveries.labels(*labels, intake.outcome.value).inc()
         elif intake.claim is not None:
-            await self._attempt(intake.claim, now, lease_until)
+            await self._attempt(delivery.idempotency_key, intake.claim, now, lease_until)
         return True
 
     async def retry_due(self, limit: int = 100) -> int:
@@ -511,19 +512,29 @@ class Dispatcher:
             burst_limit=self.bursts.max_lines - 1,
         )
 
-    async def attempt(self, key: str) -> None:
+    async def attempt(self, key: str, again: bool = True) -> None:
         now = self.clock()
         lease_until = self._lease_until(now)
         claim = await asyncio.to_thread(
             self.outbox.claim_paced, key, now, lease_until, self._pacing(now)
         )
         if claim is not None:
-            await self._attempt(claim, now, lease_until)
+            await self._attempt(key, claim, now, lease_until, again)
 
-    async def _attempt(self, claim: Claim, now: datetime, lease_until: datetime) -> None:
-        """One attempt at a claimed delivery. A Slack one posts in its channel's turn (the
-        claim took it, unless the attempt before may have delivered); a delivery whose
-        channel is busy waits, pending, for the turn's end."""
+    async def _attempt(
+        self,
+        key: str,
+        claim: Claim | Busy,
+        now: datetime,
+        lease_until: datetime,
+        again: bool = True,
+    ) -> None:
+        """One attempt at a delivery, as its claim left it. A Slack one posts in its
+        channel's turn (the claim took it, unless the attempt before may have delivered);
+        one whose channel was busy waits, pending, for the turn's end."""
+        if isinstance(claim, Busy):
+            await self._after_turn(key, claim, again)
+            return
         entry, waiting = claim.entry, claim.waiting
         if entry.outcome_unknown:
             found = await self._find(entry)
@@ -539,7 +550,8 @@ class Dispatcher:
                 paced = await asyncio.to_thread(
                     self.outbox.pace, entry, now, lease_until, self._pacing(now)
                 )
-                if paced is None:
+                if isinstance(paced, Busy):
+                    await self._after_turn(key, paced, again)
                     return
                 waiting = paced
             burst = await self._burst_of(waiting, now)
@@ -550,6 +562,13 @@ class Dispatcher:
         if provider_ref is None:
             return
         await self._sent(entry, provider_ref, "sent")
+
+    async def _after_turn(self, key: str, busy: Busy, again: bool) -> None:
+        """A delivery that found its channel busy is left to the retry timer, unless the turn
+        that held the channel has ended already: a turn as short as the clocks of two lanes
+        apart (no interval between posts) would otherwise cost it a tick of the timer."""
+        if again and busy.until <= self.clock():
+            await self.attempt(key, again=False)
 
     async def _find(self, entry: OutboxEntry) -> str | None:
         """Where an earlier attempt delivered the entry ("" when it did not, None when the

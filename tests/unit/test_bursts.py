@@ -19,6 +19,8 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.notifier.adapters import (
+    Busy,
+    Claim,
     DeliveryFailed,
     Enqueued,
     Intake,
@@ -483,7 +485,7 @@ def test_an_alert_written_while_its_channel_is_busy_waits_for_the_turn_without_a
 
     intake = shared_outbox.enqueue(delivery, later(1), later(31), pacing(later(1)))
 
-    assert intake == Intake(Enqueued.ADDED, None)
+    assert intake == Intake(Enqueued.ADDED, Busy(later(5)))
     assert shared_outbox.due(later(4), 10) == []
     assert shared_outbox.due(later(5), 10) == [delivery.idempotency_key]
     claim = shared_outbox.claim_paced(
@@ -572,7 +574,7 @@ def test_an_alert_paced_while_its_channel_is_busy_is_released_until_the_turn_end
     assert entry is not None
     assert shared_outbox.take_turn(STORE, NOW, later(3)) is None
 
-    assert shared_outbox.pace(entry, later(1), later(31), pacing(later(1))) is None
+    assert shared_outbox.pace(entry, later(1), later(31), pacing(later(1))) == Busy(later(3))
 
     assert shared_outbox.due(later(3), 10) == [delivery.idempotency_key]
     again = shared_outbox.claim(delivery.idempotency_key, later(3), later(33))
@@ -594,7 +596,7 @@ def test_workers_writing_alerts_for_one_channel_at_once_claim_each_alert_once(
             intake = outbox.enqueue(
                 an_alert(f"w{worker}-{number}"), at, at + timedelta(seconds=30), pacing(at, 1)
             )
-            if intake.claim is not None:
+            if isinstance(intake.claim, Claim):
                 claimed.append(intake.claim.entry.idempotency_key)
                 claimed.extend(entry.idempotency_key for entry in intake.claim.waiting)
         return claimed
@@ -607,3 +609,41 @@ def test_workers_writing_alerts_for_one_channel_at_once_claim_each_alert_once(
     unclaimed = set(outbox.due(later(20), 100))
     assert set(claimed).isdisjoint(unclaimed)
     assert len(claimed) + len(unclaimed) == workers * each
+
+
+class TickingClock(FakeClock):
+    """Each reading a millisecond after the one before, as a real clock moves on."""
+
+    def __call__(self) -> datetime:
+        now = self.now
+        self.advance(0.001)
+        return now
+
+
+def test_an_alert_that_meets_a_turn_ended_meanwhile_is_posted_at_once_not_a_tick_later() -> None:
+    clock = TickingClock()
+    burst = Burst(FakeOutbox(), clock, bursts=BurstPolicy(0, 1_000_000))
+    # Without an interval a turn lasts no time, yet another lane's post took the channel
+    # at a moment this lane's clock reaches only while it takes its own turn.
+    taken_at = clock.now + timedelta(seconds=0.0015)
+    assert burst.outbox.take_turn(STORE, taken_at, taken_at) is None
+
+    run(burst.dispatcher.handle(a_classified_response(2, response_id="aarhus-01")))
+
+    [posted] = burst.slack.sent
+    assert mentions(posted, ["aarhus-01"]) == ["aarhus-01"]
+    assert burst.count("sent") == 1
+
+
+def test_an_alert_that_meets_a_turn_still_running_waits_for_the_timer() -> None:
+    clock = TickingClock()
+    burst = Burst(FakeOutbox(), clock, bursts=BurstPolicy(0, 1_000_000))
+    taken_at = clock.now + timedelta(seconds=0.5)
+    assert burst.outbox.take_turn(STORE, taken_at, taken_at) is None
+
+    run(burst.dispatcher.handle(a_classified_response(2, response_id="aarhus-01")))
+
+    assert burst.slack.sent == []
+    clock.advance(1)
+    assert run(burst.dispatcher.retry_due()) == 1
+    assert burst.count("sent") == 1

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.notifier.adapters import (
     IN_FLIGHT,
     PENDING,
+    Busy,
     Claim,
     DeliveryFailed,
     Enqueued,
@@ -304,11 +305,11 @@ class FakeOutbox:
 
     def pace(
         self, entry: OutboxEntry, now: datetime, lease_until: datetime, pacing: Pacing
-    ) -> tuple[OutboxEntry, ...] | None:
+    ) -> tuple[OutboxEntry, ...] | Busy:
         busy_until = self.take_turn(entry.recipient, now, pacing.turn_until)
         if busy_until is not None:
             self.release(entry.idempotency_key, busy_until, entry.previous_error)
-            return None
+            return Busy(busy_until)
         if entry.kind != DeliveryKind.ALERT.value or not can_join_a_summary(entry.payload):
             return ()
         return tuple(
@@ -324,14 +325,14 @@ class FakeOutbox:
 
     def claim_paced(
         self, key: str, now: datetime, lease_until: datetime, pacing: Pacing
-    ) -> Claim | None:
+    ) -> Claim | Busy | None:
         entry = self.claim(key, now, lease_until)
         if entry is None:
             return None
         if entry.channel != Channel.SLACK or entry.outcome_unknown:
             return Claim(entry)
         waiting = self.pace(entry, now, lease_until, pacing)
-        return None if waiting is None else Claim(entry, paced=True, waiting=waiting)
+        return waiting if isinstance(waiting, Busy) else Claim(entry, paced=True, waiting=waiting)
 
     def enqueue(
         self,
