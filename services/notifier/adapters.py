@@ -12,6 +12,7 @@ import urllib.error
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,7 +25,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import JSON, Integer, String, delete, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from services.notifier.bursts import FALLBACK_CHANNEL, SUMMARY_LINE
+from services.notifier.bursts import FALLBACK_CHANNEL, SUMMARY_LINE, can_join_a_summary
 from services.notifier.domain import Channel, Delivery, DeliveryKind
 from shared.db import Base, UtcDateTime, insert_ignore
 from shared.events import Contact
@@ -102,6 +103,55 @@ def may_have_delivered(last_error: str | None) -> bool:
     return previous == IN_FLIGHT or previous.startswith((NO_ANSWER, STILL_UNKNOWN))
 
 
+@dataclass(frozen=True)
+class Pacing:
+    """How an attempt at a Slack delivery shares its channel: it takes the channel's turn
+    until ``turn_until``; an alert takes along, for a summary, the alerts waiting for the
+    channel when at least ``burst_minimum`` wait (at most ``burst_limit`` of them)."""
+
+    turn_until: datetime
+    burst_minimum: int
+    burst_limit: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery claimed for one attempt."""
+
+    entry: OutboxEntry
+    # Whether the attempt holds the Slack channel's turn already (never for email, nor when
+    # the attempt before may have delivered: that is looked for first, then paced).
+    paced: bool = False
+    # The alerts waiting for the channel, claimed too, to go with this one in a summary.
+    waiting: tuple[OutboxEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class Busy:
+    """The Slack channel's turn was someone else's until ``until``: the delivery was not
+    tried, and waits, pending, until then (the claim did not count as an attempt)."""
+
+    until: datetime
+
+
+class Enqueued(StrEnum):
+    """What writing a delivery to the outbox came to."""
+
+    ADDED = "added"
+    # A delivery of its kind about its subject was there already (only asked for some).
+    EARLIER = "earlier"
+    DUPLICATE = "duplicate"
+    SUPPRESSED = "suppressed"
+
+
+@dataclass(frozen=True)
+class Intake:
+    """A delivery written to the outbox, and the claim of its first attempt if it is due."""
+
+    outcome: Enqueued
+    claim: Claim | Busy | None = None
+
+
 class Outbox(Protocol):
     """The idempotency ledger: every delivery is written here before it is sent."""
 
@@ -142,6 +192,31 @@ class Outbox(Protocol):
         """Claim, like ``claim``, the due Slack deliveries of a kind to a channel, oldest
         first, up to ``limit``; none unless at least ``minimum`` are due. A delivery whose
         last attempt may have delivered is left to ``claim``, which looks for it first."""
+
+    def pace(
+        self, entry: OutboxEntry, now: datetime, lease_until: datetime, pacing: Pacing
+    ) -> tuple[OutboxEntry, ...] | Busy:
+        """For a claimed Slack delivery, in one transaction: ``take_turn`` and, for an alert
+        that can join a summary, ``claim_waiting`` (the alerts that go with it). Busy when
+        the channel is: the delivery is ``release``d until the turn ends."""
+
+    def claim_paced(
+        self, key: str, now: datetime, lease_until: datetime, pacing: Pacing
+    ) -> Claim | Busy | None:
+        """``claim`` and, for a Slack delivery whose last attempt cannot have delivered,
+        ``pace``, in one transaction; None when not claimed."""
+
+    def enqueue(
+        self,
+        delivery: Delivery,
+        now: datetime,
+        lease_until: datetime,
+        pacing: Pacing,
+        first_of_kind: bool = False,
+    ) -> Intake:
+        """In one transaction: unless ``first_of_kind`` finds a delivery of its kind about
+        its subject (``keys_about``) or the customer stopped emails (``is_suppressed``),
+        ``add`` the delivery, then, if it is due, ``claim_paced`` its first attempt."""
 
     def mark_failed(self, key: str, error: str) -> None: ...
 
@@ -187,37 +262,47 @@ class SqlOutbox:
 
     def add(self, delivery: Delivery, now: datetime) -> bool:
         with self._sessions.begin() as session:
-            return insert_ignore(
-                session,
-                DeliveryRow.__table__,
-                {
-                    "idempotency_key": delivery.idempotency_key,
-                    "channel": delivery.channel.value,
-                    "kind": delivery.kind.value,
-                    "recipient": delivery.recipient,
-                    "response_id": delivery.subject_id,
-                    "customer_id": delivery.customer_id,
-                    "payload": delivery.payload,
-                    "status": PENDING,
-                    "attempts": 0,
-                    "next_attempt_at": delivery.send_at or now,
-                    "created_at": now,
-                    "origin_at": delivery.origin_at,
-                },
-                keys=["idempotency_key"],
-            )
+            return _add(session, delivery, now)
 
     def claim(self, key: str, now: datetime, lease_until: datetime) -> OutboxEntry | None:
         with self._sessions.begin() as session:
-            previous_error = session.execute(
-                select(DeliveryRow.last_error).where(DeliveryRow.idempotency_key == key)
-            ).scalar_one_or_none()
-            if not _claim_row(session, key, now, lease_until):
-                return None
-            row = session.execute(
-                select(DeliveryRow).where(DeliveryRow.idempotency_key == key)
-            ).scalar_one()
-            return _entry(row, previous_error)
+            return _claim(session, key, now, lease_until)
+
+    def pace(
+        self, entry: OutboxEntry, now: datetime, lease_until: datetime, pacing: Pacing
+    ) -> tuple[OutboxEntry, ...] | Busy:
+        with self._sessions.begin() as session:
+            return _pace(session, entry, now, lease_until, pacing)
+
+    def claim_paced(
+        self, key: str, now: datetime, lease_until: datetime, pacing: Pacing
+    ) -> Claim | Busy | None:
+        with self._sessions.begin() as session:
+            return _claim_paced(session, key, now, lease_until, pacing)
+
+    def enqueue(
+        self,
+        delivery: Delivery,
+        now: datetime,
+        lease_until: datetime,
+        pacing: Pacing,
+        first_of_kind: bool = False,
+    ) -> Intake:
+        with self._sessions.begin() as session:
+            if first_of_kind and _keys_about(session, delivery.kind.value, delivery.subject_id):
+                return Intake(Enqueued.EARLIER)
+            if (
+                delivery.channel == Channel.EMAIL
+                and delivery.customer_id is not None
+                and session.get(SuppressionRow, delivery.customer_id) is not None
+            ):
+                return Intake(Enqueued.SUPPRESSED)
+            if not _add(session, delivery, now):
+                return Intake(Enqueued.DUPLICATE)
+            if delivery.send_at is not None and delivery.send_at > now:
+                return Intake(Enqueued.ADDED)
+            claim = _claim_paced(session, delivery.idempotency_key, now, lease_until, pacing)
+            return Intake(Enqueued.ADDED, claim)
 
     def claim_waiting(
         self,
@@ -229,36 +314,7 @@ class SqlOutbox:
         limit: int,
     ) -> list[OutboxEntry]:
         with self._sessions.begin() as session:
-            keys = [
-                key
-                for key, last_error in session.execute(
-                    select(DeliveryRow.idempotency_key, DeliveryRow.last_error)
-                    .where(
-                        DeliveryRow.channel == Channel.SLACK.value,
-                        DeliveryRow.kind == kind,
-                        DeliveryRow.recipient == recipient,
-                        DeliveryRow.status == PENDING,
-                        DeliveryRow.next_attempt_at <= now,
-                    )
-                    .order_by(DeliveryRow.id)
-                    .limit(limit)
-                ).all()
-                if not may_have_delivered(last_error)
-            ]
-            if len(keys) < minimum:
-                return []
-            claimed = []
-            # Row by row with claim's condition, so a row another worker took meanwhile is
-            # skipped, never shared; in key order, so two workers cannot deadlock.
-            for key in sorted(keys):
-                if _claim_row(session, key, now, lease_until):
-                    claimed.append(key)
-            rows = session.execute(
-                select(DeliveryRow)
-                .where(DeliveryRow.idempotency_key.in_(claimed))
-                .order_by(DeliveryRow.id)
-            ).scalars()
-            return [_entry(row) for row in rows]
+            return _claim_waiting(session, kind, recipient, now, lease_until, minimum, limit)
 
     def mark_sent(self, key: str, provider_ref: str, now: datetime) -> None:
         self._set(key, status=SENT, sent_at=now, provider_ref=provider_ref[:200], last_error=None)
@@ -276,49 +332,11 @@ class SqlOutbox:
 
     def release(self, key: str, next_attempt_at: datetime, previous_error: str | None) -> None:
         with self._sessions.begin() as session:
-            session.execute(
-                update(DeliveryRow)
-                .where(DeliveryRow.idempotency_key == key, DeliveryRow.status == PENDING)
-                .values(
-                    next_attempt_at=next_attempt_at,
-                    attempts=DeliveryRow.attempts - 1,
-                    last_error=previous_error,
-                )
-            )
+            _release(session, key, next_attempt_at, previous_error)
 
     def take_turn(self, recipient: str, now: datetime, until: datetime) -> datetime | None:
-        key = _turn_key(recipient)
         with self._sessions.begin() as session:
-            insert_ignore(
-                session,
-                DeliveryRow.__table__,
-                {
-                    "idempotency_key": key,
-                    "channel": Channel.SLACK.value,
-                    "kind": CHANNEL_TURN,
-                    "recipient": recipient,
-                    "response_id": recipient,
-                    "payload": {},
-                    "status": TURN,
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                },
-                keys=["idempotency_key"],
-            )
-            # The same conditional UPDATE as a claim: of two workers, one gets the turn.
-            taken = session.execute(
-                update(DeliveryRow)
-                .where(DeliveryRow.idempotency_key == key, DeliveryRow.next_attempt_at <= now)
-                .values(next_attempt_at=until, sent_at=now, attempts=DeliveryRow.attempts + 1)
-            )
-            if getattr(taken, "rowcount", 0) == 1:
-                return None
-            busy_until = session.execute(
-                select(DeliveryRow.next_attempt_at).where(DeliveryRow.idempotency_key == key)
-            ).scalar_one()
-            # Never empty: this method alone writes the row, with a time.
-            return busy_until or until
+            return _take_turn(session, recipient, now, until)
 
     def hold_turn(self, recipient: str, until: datetime) -> None:
         with self._sessions.begin() as session:
@@ -336,13 +354,7 @@ class SqlOutbox:
 
     def keys_about(self, kind: str, subject_id: str) -> list[str]:
         with self._sessions() as session:
-            return list(
-                session.execute(
-                    select(DeliveryRow.idempotency_key).where(
-                        DeliveryRow.kind == kind, DeliveryRow.response_id == subject_id
-                    )
-                ).scalars()
-            )
+            return _keys_about(session, kind, subject_id)
 
     def payload_of(self, key: str) -> tuple[str, dict[str, Any]] | None:
         with self._sessions() as session:
@@ -453,6 +465,175 @@ def _turn_key(recipient: str) -> str:
     return f"{CHANNEL_TURN}:{Channel.SLACK.value}:{recipient}"
 
 
+def _add(session: Session, delivery: Delivery, now: datetime) -> bool:
+    return insert_ignore(
+        session,
+        DeliveryRow.__table__,
+        {
+            "idempotency_key": delivery.idempotency_key,
+            "channel": delivery.channel.value,
+            "kind": delivery.kind.value,
+            "recipient": delivery.recipient,
+            "response_id": delivery.subject_id,
+            "customer_id": delivery.customer_id,
+            "payload": delivery.payload,
+            "status": PENDING,
+            "attempts": 0,
+            "next_attempt_at": delivery.send_at or now,
+            "created_at": now,
+            "origin_at": delivery.origin_at,
+        },
+        keys=["idempotency_key"],
+    )
+
+
+def _keys_about(session: Session, kind: str, subject_id: str) -> list[str]:
+    return list(
+        session.execute(
+            select(DeliveryRow.idempotency_key).where(
+                DeliveryRow.kind == kind, DeliveryRow.response_id == subject_id
+            )
+        ).scalars()
+    )
+
+
+def _claim(session: Session, key: str, now: datetime, lease_until: datetime) -> OutboxEntry | None:
+    previous_error = session.execute(
+        select(DeliveryRow.last_error).where(DeliveryRow.idempotency_key == key)
+    ).scalar_one_or_none()
+    if not _claim_row(session, key, now, lease_until):
+        return None
+    row = session.execute(
+        select(DeliveryRow).where(DeliveryRow.idempotency_key == key)
+    ).scalar_one()
+    return _entry(row, previous_error)
+
+
+def _claim_paced(
+    session: Session, key: str, now: datetime, lease_until: datetime, pacing: Pacing
+) -> Claim | Busy | None:
+    entry = _claim(session, key, now, lease_until)
+    if entry is None:
+        return None
+    if entry.channel != Channel.SLACK or entry.outcome_unknown:
+        return Claim(entry)
+    waiting = _pace(session, entry, now, lease_until, pacing)
+    return waiting if isinstance(waiting, Busy) else Claim(entry, paced=True, waiting=waiting)
+
+
+def _pace(
+    session: Session, entry: OutboxEntry, now: datetime, lease_until: datetime, pacing: Pacing
+) -> tuple[OutboxEntry, ...] | Busy:
+    busy_until = _take_turn(session, entry.recipient, now, pacing.turn_until)
+    if busy_until is not None:
+        # The delivery waits, pending, for the end of the turn that holds the channel.
+        _release(session, entry.idempotency_key, busy_until, entry.previous_error)
+        return Busy(busy_until)
+    if entry.kind != DeliveryKind.ALERT.value or not can_join_a_summary(entry.payload):
+        return ()
+    waiting = _claim_waiting(
+        session,
+        DeliveryKind.ALERT.value,
+        entry.recipient,
+        now,
+        lease_until,
+        pacing.burst_minimum,
+        pacing.burst_limit,
+    )
+    return tuple(waiting)
+
+
+def _release(
+    session: Session, key: str, next_attempt_at: datetime, previous_error: str | None
+) -> None:
+    session.execute(
+        update(DeliveryRow)
+        .where(DeliveryRow.idempotency_key == key, DeliveryRow.status == PENDING)
+        .values(
+            next_attempt_at=next_attempt_at,
+            attempts=DeliveryRow.attempts - 1,
+            last_error=previous_error,
+        )
+    )
+
+
+def _take_turn(session: Session, recipient: str, now: datetime, until: datetime) -> datetime | None:
+    key = _turn_key(recipient)
+    insert_ignore(
+        session,
+        DeliveryRow.__table__,
+        {
+            "idempotency_key": key,
+            "channel": Channel.SLACK.value,
+            "kind": CHANNEL_TURN,
+            "recipient": recipient,
+            "response_id": recipient,
+            "payload": {},
+            "status": TURN,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        },
+        keys=["idempotency_key"],
+    )
+    # The same conditional UPDATE as a claim: of two workers, one gets the turn.
+    taken = session.execute(
+        update(DeliveryRow)
+        .where(DeliveryRow.idempotency_key == key, DeliveryRow.next_attempt_at <= now)
+        .values(next_attempt_at=until, sent_at=now, attempts=DeliveryRow.attempts + 1)
+    )
+    if getattr(taken, "rowcount", 0) == 1:
+        return None
+    busy_until = session.execute(
+        select(DeliveryRow.next_attempt_at).where(DeliveryRow.idempotency_key == key)
+    ).scalar_one()
+    # Never empty: this function alone writes the row, with a time.
+    return busy_until or until
+
+
+def _claim_waiting(
+    session: Session,
+    kind: str,
+    recipient: str,
+    now: datetime,
+    lease_until: datetime,
+    minimum: int,
+    limit: int,
+) -> list[OutboxEntry]:
+    keys = [
+        key
+        for key, last_error in session.execute(
+            select(DeliveryRow.idempotency_key, DeliveryRow.last_error)
+            .where(
+                DeliveryRow.channel == Channel.SLACK.value,
+                DeliveryRow.kind == kind,
+                DeliveryRow.recipient == recipient,
+                DeliveryRow.status == PENDING,
+                DeliveryRow.next_attempt_at <= now,
+            )
+            .order_by(DeliveryRow.id)
+            .limit(limit)
+            # A row another transaction holds (claimed in the same transaction as its
+            # channel's turn is taken) is passed over, never waited for: a worker holding a
+            # turn waits for no delivery, so none can deadlock with it.
+            .with_for_update(skip_locked=True)
+        ).all()
+        if not may_have_delivered(last_error)
+    ]
+    if len(keys) < minimum:
+        return []
+    claimed = []
+    # Row by row with claim's condition, so a row another worker took meanwhile is skipped,
+    # never shared; in key order, so two workers cannot deadlock.
+    for key in sorted(keys):
+        if _claim_row(session, key, now, lease_until):
+            claimed.append(key)
+    rows = session.execute(
+        select(DeliveryRow).where(DeliveryRow.idempotency_key.in_(claimed)).order_by(DeliveryRow.id)
+    ).scalars()
+    return [_entry(row) for row in rows]
+
+
 def _claim_row(session: Session, key: str, now: datetime, lease_until: datetime) -> bool:
     """One conditional UPDATE: of two workers trying the same pending, due row, one wins; the
     row says it is in flight until the attempt records how it ended."""
@@ -548,11 +729,30 @@ class SlackSender:
     HISTORY_PAGES = 5
 
     def __init__(self, token: str, base_url: str, timeout_seconds: float) -> None:
+        self._timeout = int(max(timeout_seconds, 1))
         # base_url ends in "/": the setting guarantees it (slack-sdk joins method names on).
-        self._client = AsyncWebClient(
-            token=token, base_url=base_url, timeout=int(max(timeout_seconds, 1))
-        )
+        self._slack = AsyncWebClient(token=token, base_url=base_url, timeout=self._timeout)
+        self._session_loop: asyncio.AbstractEventLoop | None = None
         self._channel_ids: dict[str, str] = {}
+
+    def _client(self) -> AsyncWebClient:
+        # Without a session of its own, slack-sdk opens one, and a new connection, for every
+        # call. One session per event loop keeps connections alive; made lazily, as aiohttp
+        # binds a session to the loop it is made in.
+        loop = asyncio.get_running_loop()
+        session = self._slack.session
+        if session is None or session.closed or self._session_loop is not loop:
+            self._slack.session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout)
+            )
+            self._session_loop = loop
+        return self._slack
+
+    async def close(self) -> None:
+        """Close the kept-alive connections (a call after this opens a session again)."""
+        session = self._slack.session
+        if session is not None and self._session_loop is asyncio.get_running_loop():
+            await session.close()
 
     async def find(self, entry: OutboxEntry) -> str | None:
         if "ts" in entry.payload or entry.created_at is None:
@@ -590,7 +790,7 @@ class SlackSender:
         if channel not in self._channel_ids:
             cursor = None
             for _ in range(20):
-                page = await self._client.conversations_list(
+                page = await self._client().conversations_list(
                     cursor=cursor, limit=1000, types="public_channel,private_channel"
                 )
                 listed: list[dict[str, Any]] = page.get("channels", [])
@@ -604,7 +804,7 @@ class SlackSender:
     async def _posted(self, channel_id: str, oldest: str, key: str) -> str | None:
         cursor = None
         for _ in range(self.HISTORY_PAGES):
-            page = await self._client.conversations_history(
+            page = await self._client().conversations_history(
                 channel=channel_id,
                 oldest=oldest,
                 include_all_metadata=True,
@@ -633,15 +833,15 @@ class SlackSender:
                 # An alert redrawn in place; link unfurling was settled when it was posted.
                 payload.pop("unfurl_links", None)
                 payload.pop("unfurl_media", None)
-                response = await self._client.chat_update(**payload)
+                response = await self._client().chat_update(**payload)
                 return f"{response.get('channel', '')}:{response.get('ts', '')}"
             payload.setdefault("metadata", message_metadata(entry.idempotency_key))
             try:
-                response = await self._client.chat_postMessage(**payload)
+                response = await self._client().chat_postMessage(**payload)
             except SlackApiError as exc:
                 # A routed channel (#store-aarhus-c) may not exist: the rule's fallback does.
                 if fallback and exc.response.get("error") == "channel_not_found":
-                    response = await self._client.chat_postMessage(
+                    response = await self._client().chat_postMessage(
                         **{**payload, "channel": fallback}
                     )
                 else:

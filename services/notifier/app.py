@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import faust
 from prometheus_client import CollectorRegistry
@@ -43,6 +44,11 @@ def create_app(settings: Settings) -> faust.App:
         loop=EventLoop("notifier", dlq, StreamMetrics.create(registry)),
         lanes=settings.notifier_lanes,
     )
+
+    @app.on_before_shutdown.connect
+    async def close_senders(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await bootstrap.close_senders(dispatcher.senders)
+
     if dispatcher.cases is not None:
         signer = TokenSigner(settings.require_secret("token_secret").encode())
         CaseRoutes(dispatcher.cases, signer, lambda: datetime.now(UTC)).register(web_router(app))

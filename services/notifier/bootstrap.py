@@ -7,7 +7,7 @@ import logging
 import time
 import urllib.error
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 import faust
@@ -122,6 +122,13 @@ def senders(settings: Settings) -> dict[Channel, Sender]:
             settings.delivery_timeout_seconds,
         )
     return {Channel.SLACK: slack, Channel.EMAIL: email}
+
+
+async def close_senders(senders: Mapping[Channel, Sender]) -> None:
+    """Close the connections the senders keep alive (Slack's HTTP session)."""
+    for sender in set(senders.values()):
+        if isinstance(sender, SlackSender):
+            await sender.close()
 
 
 def link_maker(settings: Settings) -> LinkMaker:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from services.notifier.cases import Case, CaseError, CaseState
 from shared.db import Base, UtcDateTime, insert_ignore, upsert
 from shared.events import CaseAction, CaseEvent
+from shared.ids import case_id_for
 
 When = UtcDateTime
 
@@ -92,6 +93,19 @@ class CaseStep:
 
 
 @dataclass(frozen=True)
+class Intake:
+    """A response's version as the case store took it in."""
+
+    # Not a redelivery of the version kept for the response's alert.
+    new_version: bool
+    # The response's case, as stored now (None: it has none).
+    case: Case | None
+    # The case whose opened event is to be published: opened now, or opened before by a
+    # worker that died before its event came back (the same event again: harmless).
+    to_announce: Case | None
+
+
+@dataclass(frozen=True)
 class PostedAlert:
     response_id: str
     channel: str | None
@@ -160,6 +174,56 @@ def _write(session: Session, case: Case, now: datetime) -> None:
     )
 
 
+def _open(session: Session, case: Case, segment: dict[str, Any], now: datetime) -> bool:
+    return insert_ignore(
+        session,
+        CaseRow.__table__,
+        {
+            "case_id": case.case_id,
+            "response_id": case.response_id,
+            "customer_id": case.customer_id,
+            "state": case.state.value,
+            "opened_at": case.opened_at,
+            "sla_due_at": case.sla_due_at,
+            "segment": segment,
+            "updated_at": now,
+            **{name: getattr(case, name) for name in _CASE_FIELDS},
+        },
+        keys=["case_id"],
+    )
+
+
+def _announced(session: Session, case_id: str) -> bool:
+    """Whether the case's opened event came back on the cases topic (its history has it)."""
+    return (
+        session.execute(
+            select(CaseStepRow.event_id)
+            .where(CaseStepRow.case_id == case_id, CaseStepRow.action == CaseAction.OPENED.value)
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
+def _remember_alert(
+    session: Session, response_id: str, classified: dict[str, Any], now: datetime
+) -> bool:
+    kept = session.get(AlertRow, response_id)
+    changed = kept is None or kept.classified.get("event_id") != classified.get("event_id")
+    upsert(
+        session,
+        AlertRow.__table__,
+        {
+            "response_id": response_id,
+            "customer_id": (classified.get("response") or {}).get("customer_id"),
+            "classified": classified,
+            "updated_at": now,
+        },
+        keys=["response_id"],
+    )
+    return changed
+
+
 class SqlCases:
     """The notifier's cases; the unique response id keeps it to one case per response."""
 
@@ -169,22 +233,31 @@ class SqlCases:
     def open(self, case: Case, segment: dict[str, Any], now: datetime) -> bool:
         """Store a new case; False when the response has one already."""
         with self._sessions.begin() as session:
-            return insert_ignore(
-                session,
-                CaseRow.__table__,
-                {
-                    "case_id": case.case_id,
-                    "response_id": case.response_id,
-                    "customer_id": case.customer_id,
-                    "state": case.state.value,
-                    "opened_at": case.opened_at,
-                    "sla_due_at": case.sla_due_at,
-                    "segment": segment,
-                    "updated_at": now,
-                    **{name: getattr(case, name) for name in _CASE_FIELDS},
-                },
-                keys=["case_id"],
-            )
+            return _open(session, case, segment, now)
+
+    def take_in(
+        self,
+        response_id: str,
+        classified: dict[str, Any],
+        now: datetime,
+        opening: tuple[Case, dict[str, Any]] | None = None,
+    ) -> Intake:
+        """A response's version in one transaction: remembered for its alert
+        (``remember_alert``), its case opened when ``opening`` asks (``open``, with its
+        segment), and the case read back."""
+        with self._sessions.begin() as session:
+            new_version = _remember_alert(session, response_id, classified, now)
+            to_announce = None
+            if opening is not None:
+                case, segment = opening
+                if _open(session, case, segment, now):
+                    to_announce = case
+                elif not _announced(session, case.case_id):
+                    # Opened before: announced then too, unless the worker died in between.
+                    row = session.get(CaseRow, case.case_id)
+                    to_announce = None if row is None else _case(row)
+            row = session.get(CaseRow, case_id_for(response_id))
+            return Intake(new_version, None if row is None else _case(row), to_announce)
 
     def get(self, case_id: str) -> Case | None:
         with self._sessions() as session:
@@ -292,20 +365,7 @@ class SqlCases:
         """Keep the latest version of a response for its alert; True when it is a new version
         (not a redelivery of the one kept)."""
         with self._sessions.begin() as session:
-            kept = session.get(AlertRow, response_id)
-            changed = kept is None or kept.classified.get("event_id") != classified.get("event_id")
-            upsert(
-                session,
-                AlertRow.__table__,
-                {
-                    "response_id": response_id,
-                    "customer_id": (classified.get("response") or {}).get("customer_id"),
-                    "classified": classified,
-                    "updated_at": now,
-                },
-                keys=["response_id"],
-            )
-            return changed
+            return _remember_alert(session, response_id, classified, now)
 
     def alert_posted(self, response_id: str, channel: str, ts: str, now: datetime) -> None:
         with self._sessions.begin() as session:

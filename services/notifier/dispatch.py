@@ -18,9 +18,13 @@ from services.notifier.adapters import (
     NO_ANSWER,
     PENDING,
     STILL_UNKNOWN,
+    Busy,
+    Claim,
     DeliveryFailed,
+    Enqueued,
     Outbox,
     OutboxEntry,
+    Pacing,
     Sender,
     may_have_delivered,
     message_metadata,
@@ -248,37 +252,33 @@ class Dispatcher:
         new_version = False
         case: Case | None = None
         if self.cases is not None:
-            new_version = await asyncio.to_thread(
-                self.cases.remember_alert,
+            opening = next((a for a in routing.actions if isinstance(a, OpenCase)), None)
+            intake = await asyncio.to_thread(
+                self.cases.take_in,
                 response_id,
                 classified.model_dump(mode="json"),
                 self.clock(),
+                None if opening is None else self._opening(classified, opening),
             )
-            for action in routing.actions:
-                if isinstance(action, OpenCase):
-                    await self._open_case(classified, action)
-            case = await asyncio.to_thread(self.cases.get, case_id_for(response_id))
+            new_version, case = intake.new_version, intake.case
+            if intake.to_announce is not None:
+                await self._announce_opened(intake.to_announce)
         classified = await self._with_invitation_contact(classified)
         if self.reviews is not None:
             await self.reviews.record(classified, routing.actions, self.clock())
         deliveries = plan(classified, self.config, routing.actions, self.clock(), self._view(case))
         for delivery in deliveries:
-            if delivery.kind in ONCE_PER_RESPONSE:
-                # A later version of a response (a comment added, a context that arrived
-                # late) never posts a second alert or kudos, wherever it routes: the alert
-                # already there is redrawn in place instead.
-                earlier = await asyncio.to_thread(
-                    self.outbox.keys_about, delivery.kind.value, delivery.subject_id
-                )
-                if earlier:
-                    if delivery.kind == DeliveryKind.ALERT and new_version:
-                        await self.refresh_alert(response_id, str(classified.event_id))
-                    else:
-                        self.metrics.deliveries.labels(
-                            delivery.channel.value, delivery.kind.value, "duplicate"
-                        ).inc()
-                    continue
-            await self._deliver(delivery)
+            # A later version of a response (a comment added, a context that arrived late)
+            # never posts a second alert or kudos, wherever it routes: the alert already
+            # there is redrawn in place instead.
+            if await self._deliver(delivery, first_of_kind=delivery.kind in ONCE_PER_RESPONSE):
+                continue
+            if delivery.kind == DeliveryKind.ALERT and new_version:
+                await self.refresh_alert(response_id, str(classified.event_id))
+            else:
+                self.metrics.deliveries.labels(
+                    delivery.channel.value, delivery.kind.value, "duplicate"
+                ).inc()
 
     def _view(self, case: Case | None) -> CaseView | None:
         if case is None or self.case_links is None:
@@ -359,8 +359,10 @@ class Dispatcher:
             update={"response": response.model_copy(update={"contact": contact})}
         )
 
-    async def _open_case(self, classified: ClassifiedResponse, action: OpenCase) -> None:
-        assert self.cases is not None
+    def _opening(
+        self, classified: ClassifiedResponse, action: OpenCase
+    ) -> tuple[Case, dict[str, Any]]:
+        """The case a response opens, with the segment it is counted in."""
         response = classified.response
         case = Case.open(
             response.response_id,
@@ -370,19 +372,11 @@ class Dispatcher:
             action.question,
         )
         segment = classified.context.segment if classified.context else response.segment
-        opened = await asyncio.to_thread(
-            self.cases.open, case, segment.model_dump(exclude_none=True), self.clock()
-        )
+        return case, segment.model_dump(exclude_none=True)
+
+    async def _announce_opened(self, case: Case) -> None:
         if self.on_case is None:
             return
-        if not opened:
-            # Opened before: published then too, unless the worker died in between (its
-            # history has no opened step yet). Published again, it is the same event.
-            steps = await asyncio.to_thread(self.cases.steps, case.case_id)
-            stored = await asyncio.to_thread(self.cases.get, case.case_id)
-            if stored is None or any(step.action == CaseAction.OPENED.value for step in steps):
-                return
-            case = stored
         await self.on_case(
             CaseEvent(
                 # From the case, not the response: every version of a response opens the
@@ -481,19 +475,23 @@ class Dispatcher:
                     Channel.EMAIL.value, DeliveryKind.INVITATION.value, "cancelled"
                 ).inc()
 
-    async def _deliver(self, delivery: Delivery) -> None:
+    async def _deliver(self, delivery: Delivery, first_of_kind: bool = False) -> bool:
+        """Write a delivery to the outbox and make its first attempt if it is due, all its
+        writes before sending in one transaction; False when ``first_of_kind`` found a
+        delivery of its kind about its subject, and it was not written."""
         labels = (delivery.channel.value, delivery.kind.value)
-        if delivery.channel == Channel.EMAIL and delivery.customer_id is not None:
-            suppressed = await asyncio.to_thread(self.outbox.is_suppressed, delivery.customer_id)
-            if suppressed:
-                self.metrics.deliveries.labels(*labels, "suppressed").inc()
-                return
-        added = await asyncio.to_thread(self.outbox.add, delivery, self.clock())
-        if not added:
-            self.metrics.deliveries.labels(*labels, "duplicate").inc()
-            return
-        if delivery.send_at is None or delivery.send_at <= self.clock():
-            await self.attempt(delivery.idempotency_key)
+        now = self.clock()
+        lease_until = self._lease_until(now)
+        intake = await asyncio.to_thread(
+            self.outbox.enqueue, delivery, now, lease_until, self._pacing(now), first_of_kind
+        )
+        if intake.outcome == Enqueued.EARLIER:
+            return False
+        if intake.outcome in (Enqueued.SUPPRESSED, Enqueued.DUPLICATE):
+            self.metrics.deliveries.labels(*labels, intake.outcome.value).inc()
+        elif intake.claim is not None:
+            await self._attempt(delivery.idempotency_key, intake.claim, now, lease_until)
+        return True
 
     async def retry_due(self, limit: int = 100) -> int:
         """Attempt the pending deliveries whose time has come; returns how many were due."""
@@ -502,14 +500,42 @@ class Dispatcher:
             await self.attempt(key)
         return len(keys)
 
-    async def attempt(self, key: str) -> None:
-        now = self.clock()
-        # The lease keeps other attempts (the retry timer, another worker) off this delivery
+    def _lease_until(self, now: datetime) -> datetime:
+        # The lease keeps other attempts (the retry timer, another worker) off a delivery
         # for as long as one attempt may take.
-        lease_until = now + timedelta(seconds=self.attempt_timeout * LEASE_TIMEOUTS)
-        entry = await asyncio.to_thread(self.outbox.claim, key, now, lease_until)
-        if entry is None:
+        return now + timedelta(seconds=self.attempt_timeout * LEASE_TIMEOUTS)
+
+    def _pacing(self, now: datetime) -> Pacing:
+        return Pacing(
+            turn_until=now + timedelta(seconds=self.bursts.interval_seconds),
+            burst_minimum=self.bursts.threshold - 1,
+            burst_limit=self.bursts.max_lines - 1,
+        )
+
+    async def attempt(self, key: str, again: bool = True) -> None:
+        now = self.clock()
+        lease_until = self._lease_until(now)
+        claim = await asyncio.to_thread(
+            self.outbox.claim_paced, key, now, lease_until, self._pacing(now)
+        )
+        if claim is not None:
+            await self._attempt(key, claim, now, lease_until, again)
+
+    async def _attempt(
+        self,
+        key: str,
+        claim: Claim | Busy,
+        now: datetime,
+        lease_until: datetime,
+        again: bool = True,
+    ) -> None:
+        """One attempt at a delivery, as its claim left it. A Slack one posts in its
+        channel's turn (the claim took it, unless the attempt before may have delivered);
+        one whose channel was busy waits, pending, for the turn's end."""
+        if isinstance(claim, Busy):
+            await self._after_turn(key, claim, again)
             return
+        entry, waiting = claim.entry, claim.waiting
         if entry.outcome_unknown:
             found = await self._find(entry)
             if found is None:
@@ -520,9 +546,15 @@ class Dispatcher:
                 await self._sent(entry, found, "found")
                 return
         if entry.channel == Channel.SLACK:
-            if not await self._take_turn(entry, now):
-                return
-            burst = await self._claim_burst(entry, now, lease_until)
+            if not claim.paced:
+                paced = await asyncio.to_thread(
+                    self.outbox.pace, entry, now, lease_until, self._pacing(now)
+                )
+                if isinstance(paced, Busy):
+                    await self._after_turn(key, paced, again)
+                    return
+                waiting = paced
+            burst = await self._burst_of(waiting, now)
             if burst:
                 await self._post_summary([entry, *burst])
                 return
@@ -530,6 +562,13 @@ class Dispatcher:
         if provider_ref is None:
             return
         await self._sent(entry, provider_ref, "sent")
+
+    async def _after_turn(self, key: str, busy: Busy, again: bool) -> None:
+        """A delivery that found its channel busy is left to the retry timer, unless the turn
+        that held the channel has ended already: a turn as short as the clocks of two lanes
+        apart (no interval between posts) would otherwise cost it a tick of the timer."""
+        if again and busy.until <= self.clock():
+            await self.attempt(key, again=False)
 
     async def _find(self, entry: OutboxEntry) -> str | None:
         """Where an earlier attempt delivered the entry ("" when it did not, None when the
@@ -547,20 +586,29 @@ class Dispatcher:
 
     async def _sent(self, entry: OutboxEntry, provider_ref: str, outcome: str) -> None:
         sent_at = self.clock()
-        await asyncio.to_thread(self.outbox.mark_sent, entry.idempotency_key, provider_ref, sent_at)
+        redraw = await asyncio.to_thread(self._record_sent, entry, provider_ref, sent_at)
         self.metrics.deliveries.labels(entry.channel.value, entry.kind, outcome).inc()
         if entry.origin_at is not None and outcome == "sent":
             latency = (sent_at - entry.origin_at).total_seconds()
             self.metrics.latency.labels(entry.channel.value).observe(max(latency, 0.0))
-        if entry.kind == DeliveryKind.ALERT.value:
-            await self._alert_posted(entry, provider_ref)
+        if redraw:
+            # The response changed (or its case moved) while this alert was on its way: the
+            # newer content, stored in the outbox meanwhile, is drawn over it.
+            await self.refresh_alert(entry.subject_id, f"posted:{entry.idempotency_key}")
         if self.on_sent is not None and not provider_ref.startswith(SUMMARY_REFERENCE):
             await self.on_sent(entry, provider_ref)
 
-    async def _alert_posted(self, entry: OutboxEntry, provider_ref: str) -> None:
-        """Remember where an alert was posted, so its case steps can redraw it in place."""
-        if self.cases is None or entry.channel != Channel.SLACK:
-            return
+    def _record_sent(self, entry: OutboxEntry, provider_ref: str, sent_at: datetime) -> bool:
+        """Mark a delivery sent and, for an alert, remember where it was posted, so its case
+        steps can redraw it in place; True when its content changed while it was on its way.
+        Called in a thread: the three writes and reads take one hop, not three."""
+        self.outbox.mark_sent(entry.idempotency_key, provider_ref, sent_at)
+        if (
+            self.cases is None
+            or entry.kind != DeliveryKind.ALERT.value
+            or entry.channel != Channel.SLACK
+        ):
+            return False
         channel, _, ts = provider_ref.partition(":")
         if (
             not channel
@@ -569,44 +617,14 @@ class Dispatcher:
             or provider_ref.startswith(SUMMARY_REFERENCE)
         ):
             # A line in a burst summary has no message of its own to redraw.
-            return
-        await asyncio.to_thread(
-            self.cases.alert_posted, entry.subject_id, channel, ts, self.clock()
-        )
-        # The response changed (or its case moved) while this alert was on its way: the
-        # newer content, stored in the outbox meanwhile, is drawn over it.
-        current = await asyncio.to_thread(self.outbox.payload_of, entry.idempotency_key)
-        if current is not None and current[1] != entry.payload:
-            await self.refresh_alert(entry.subject_id, f"posted:{entry.idempotency_key}")
+            return False
+        self.cases.alert_posted(entry.subject_id, channel, ts, sent_at)
+        current = self.outbox.payload_of(entry.idempotency_key)
+        return current is not None and current[1] != entry.payload
 
-    async def _take_turn(self, entry: OutboxEntry, now: datetime) -> bool:
-        """Whether the delivery's Slack channel is free to post now; if not, the delivery
-        waits, pending, for the end of the turn that holds the channel."""
-        until = now + timedelta(seconds=self.bursts.interval_seconds)
-        busy_until = await asyncio.to_thread(self.outbox.take_turn, entry.recipient, now, until)
-        if busy_until is None:
-            return True
-        await asyncio.to_thread(
-            self.outbox.release, entry.idempotency_key, busy_until, entry.previous_error
-        )
-        return False
-
-    async def _claim_burst(
-        self, entry: OutboxEntry, now: datetime, lease_until: datetime
-    ) -> list[OutboxEntry]:
-        """The other alerts waiting for this channel, claimed, when with this one they
-        reach the burst threshold; none otherwise."""
-        if entry.kind != DeliveryKind.ALERT.value or not can_join_a_summary(entry.payload):
-            return []
-        waiting = await asyncio.to_thread(
-            self.outbox.claim_waiting,
-            DeliveryKind.ALERT.value,
-            entry.recipient,
-            now,
-            lease_until,
-            self.bursts.threshold - 1,
-            self.bursts.max_lines - 1,
-        )
+    async def _burst_of(self, waiting: Sequence[OutboxEntry], now: datetime) -> list[OutboxEntry]:
+        """Of the alerts the claim took along (when with this one they reached the burst
+        threshold), those that can be lines of a summary."""
         burst = [other for other in waiting if can_join_a_summary(other.payload)]
         for other in waiting:
             if other not in burst:

@@ -4,6 +4,7 @@ as summaries, every alert exactly once, whatever Slack answers and however many 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 from collections import Counter
@@ -17,11 +18,22 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.notifier.adapters import DeliveryFailed, Outbox, OutboxEntry, Sender, SqlOutbox
+from services.notifier.adapters import (
+    Busy,
+    Claim,
+    DeliveryFailed,
+    Enqueued,
+    Intake,
+    Outbox,
+    OutboxEntry,
+    Pacing,
+    Sender,
+    SqlOutbox,
+)
 from services.notifier.alerts import SUMMARY_MAX_LINES
 from services.notifier.bursts import SUMMARY_LINE, BurstPolicy, summary_of
 from services.notifier.dispatch import DeliveryMetrics, Dispatcher
-from services.notifier.domain import Channel, Delivery, LoopConfig, plan
+from services.notifier.domain import Channel, Delivery, DeliveryKind, LoopConfig, plan
 from services.notifier.rules import parse_rules
 from tests.unit.builders import FakeClock, a_classified_response, run
 from tests.unit.test_notifier import FakeOutbox, FakeSender
@@ -430,3 +442,208 @@ def test_workers_claiming_a_channels_waiting_alerts_at_once_never_share_one(
     claimed = [key for result in results for key in result]
     assert len(claimed) == len(set(claimed)), "a waiting alert was claimed by two workers"
     assert set(claimed) <= keys and len(claimed) >= SUMMARY_MAX_LINES
+
+
+# --- one transaction per step of the hot path ---------------------------------------------
+
+
+def pacing(at: datetime, burst_minimum: int = 13) -> Pacing:
+    return Pacing(turn_until=at + timedelta(seconds=1), burst_minimum=burst_minimum, burst_limit=19)
+
+
+def an_owner_email(customer_id: str) -> Delivery:
+    return Delivery(
+        kind=DeliveryKind.OWNER_EMAIL,
+        channel=Channel.EMAIL,
+        recipient="owner@example.com",
+        subject_id="r-email",
+        payload={"to_email": "owner@example.com", "subject": "A detractor"},
+        customer_id=customer_id,
+    )
+
+
+def test_an_outbox_writes_a_due_alert_and_claims_it_with_its_channels_turn_at_once(
+    shared_outbox: Outbox,
+) -> None:
+    delivery = an_alert("r1")
+
+    intake = shared_outbox.enqueue(delivery, NOW, later(30), pacing(NOW))
+
+    assert intake.outcome == Enqueued.ADDED and intake.claim is not None
+    assert intake.claim.paced and intake.claim.waiting == ()
+    assert intake.claim.entry.idempotency_key == delivery.idempotency_key
+    assert intake.claim.entry.attempts == 1 and not intake.claim.entry.outcome_unknown
+    assert shared_outbox.take_turn(STORE, later(0.5), later(1.5)) == later(1)
+    assert shared_outbox.claim(delivery.idempotency_key, later(29), later(59)) is None
+
+
+def test_an_alert_written_while_its_channel_is_busy_waits_for_the_turn_without_an_attempt(
+    shared_outbox: Outbox,
+) -> None:
+    assert shared_outbox.take_turn(STORE, NOW, later(5)) is None
+    delivery = an_alert("r1")
+
+    intake = shared_outbox.enqueue(delivery, later(1), later(31), pacing(later(1)))
+
+    assert intake == Intake(Enqueued.ADDED, Busy(later(5)))
+    assert shared_outbox.due(later(4), 10) == []
+    assert shared_outbox.due(later(5), 10) == [delivery.idempotency_key]
+    claim = shared_outbox.claim_paced(
+        delivery.idempotency_key, later(5), later(35), pacing(later(5))
+    )
+    assert claim is not None and claim.paced and claim.entry.attempts == 1
+
+
+def test_an_alert_written_takes_the_waiting_alerts_of_its_channel_along_from_the_minimum_on(
+    shared_outbox: Outbox,
+) -> None:
+    waiting = []
+    for number in range(3):
+        delivery = an_alert(f"r{number}")
+        shared_outbox.add(delivery, NOW)
+        waiting.append(delivery.idempotency_key)
+    shared_outbox.add(an_alert("elsewhere", "#store-odense"), NOW)
+
+    alone = shared_outbox.enqueue(an_alert("r3"), NOW, later(30), pacing(NOW, burst_minimum=4))
+    assert alone.claim is not None and alone.claim.waiting == ()
+
+    along = shared_outbox.enqueue(
+        an_alert("r4"), later(1), later(31), pacing(later(1), burst_minimum=3)
+    )
+    assert along.claim is not None
+    assert [entry.idempotency_key for entry in along.claim.waiting] == waiting
+    assert all(entry.attempts == 1 for entry in along.claim.waiting)
+    assert all(shared_outbox.claim(key, later(2), later(32)) is None for key in waiting)
+
+
+def test_an_outbox_writes_nothing_for_an_earlier_alert_a_duplicate_or_a_suppressed_customer(
+    shared_outbox: Outbox,
+) -> None:
+    first = an_alert("r1")
+    assert shared_outbox.enqueue(first, NOW, later(30), pacing(NOW), True).outcome == (
+        Enqueued.ADDED
+    )
+    to_another_channel = an_alert("r1", "#store-odense")
+    earlier = shared_outbox.enqueue(to_another_channel, later(1), later(31), pacing(later(1)), True)
+    assert earlier == Intake(Enqueued.EARLIER)
+    assert shared_outbox.keys_about("alert", "r1") == [first.idempotency_key]
+    assert shared_outbox.enqueue(first, later(1), later(31), pacing(later(1))) == Intake(
+        Enqueued.DUPLICATE
+    )
+
+    shared_outbox.suppress("c-quiet", "unsubscribed", NOW, erase=False)
+    suppressed = shared_outbox.enqueue(an_owner_email("c-quiet"), NOW, later(30), pacing(NOW))
+    assert suppressed == Intake(Enqueued.SUPPRESSED)
+    assert shared_outbox.keys_about("owner_email", "r-email") == []
+
+
+def test_an_email_is_claimed_without_a_turn_and_a_later_one_is_only_written(
+    shared_outbox: Outbox,
+) -> None:
+    email = shared_outbox.enqueue(an_owner_email("c-1"), NOW, later(30), pacing(NOW))
+    assert email.claim is not None and not email.claim.paced
+    scheduled = dataclasses.replace(an_alert("r1"), send_at=later(60))
+    assert shared_outbox.enqueue(scheduled, NOW, later(30), pacing(NOW)) == Intake(Enqueued.ADDED)
+    assert scheduled.idempotency_key not in shared_outbox.due(later(59), 10)
+    assert scheduled.idempotency_key in shared_outbox.due(later(60), 10)
+    assert shared_outbox.take_turn(STORE, NOW, later(1)) is None
+
+
+def test_an_alert_whose_last_attempt_may_have_landed_is_claimed_unpaced_and_paced_after(
+    shared_outbox: Outbox,
+) -> None:
+    delivery = an_alert("r1")
+    shared_outbox.add(delivery, NOW)
+    shared_outbox.claim(delivery.idempotency_key, NOW, later(30))
+    # The worker died mid-call: the row still says the attempt is in flight.
+
+    claim = shared_outbox.claim_paced(delivery.idempotency_key, later(30), later(60), pacing(NOW))
+
+    assert claim is not None and claim.entry.outcome_unknown and not claim.paced
+    assert shared_outbox.take_turn("#kudos", later(30), later(31)) is None
+    assert shared_outbox.pace(claim.entry, later(31), later(61), pacing(later(31))) == ()
+    assert shared_outbox.take_turn(STORE, later(31.5), later(32.5)) == later(32)
+
+
+def test_an_alert_paced_while_its_channel_is_busy_is_released_until_the_turn_ends(
+    shared_outbox: Outbox,
+) -> None:
+    delivery = an_alert("r1")
+    shared_outbox.add(delivery, NOW)
+    entry = shared_outbox.claim(delivery.idempotency_key, NOW, later(30))
+    assert entry is not None
+    assert shared_outbox.take_turn(STORE, NOW, later(3)) is None
+
+    assert shared_outbox.pace(entry, later(1), later(31), pacing(later(1))) == Busy(later(3))
+
+    assert shared_outbox.due(later(3), 10) == [delivery.idempotency_key]
+    again = shared_outbox.claim(delivery.idempotency_key, later(3), later(33))
+    assert again is not None and again.attempts == 1
+
+
+def test_workers_writing_alerts_for_one_channel_at_once_claim_each_alert_once(
+    sessions: sessionmaker[Session],
+) -> None:
+    outbox = SqlOutbox(sessions)
+    workers, each = 4, 10
+    start = threading.Barrier(workers)
+
+    def write(worker: int) -> list[str]:
+        start.wait()
+        claimed = []
+        for number in range(each):
+            at = later(number)
+            intake = outbox.enqueue(
+                an_alert(f"w{worker}-{number}"), at, at + timedelta(seconds=30), pacing(at, 1)
+            )
+            if isinstance(intake.claim, Claim):
+                claimed.append(intake.claim.entry.idempotency_key)
+                claimed.extend(entry.idempotency_key for entry in intake.claim.waiting)
+        return claimed
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = [f.result(timeout=60) for f in [pool.submit(write, w) for w in range(workers)]]
+    claimed = [key for result in results for key in result]
+    assert len(claimed) == len(set(claimed)), "an alert was claimed by two workers"
+    # Before any lease ends: the alerts that wait for a turn of their own.
+    unclaimed = set(outbox.due(later(20), 100))
+    assert set(claimed).isdisjoint(unclaimed)
+    assert len(claimed) + len(unclaimed) == workers * each
+
+
+class TickingClock(FakeClock):
+    """Each reading a millisecond after the one before, as a real clock moves on."""
+
+    def __call__(self) -> datetime:
+        now = self.now
+        self.advance(0.001)
+        return now
+
+
+def test_an_alert_that_meets_a_turn_ended_meanwhile_is_posted_at_once_not_a_tick_later() -> None:
+    clock = TickingClock()
+    burst = Burst(FakeOutbox(), clock, bursts=BurstPolicy(0, 1_000_000))
+    # Without an interval a turn lasts no time, yet another lane's post took the channel
+    # at a moment this lane's clock reaches only while it takes its own turn.
+    taken_at = clock.now + timedelta(seconds=0.0015)
+    assert burst.outbox.take_turn(STORE, taken_at, taken_at) is None
+
+    run(burst.dispatcher.handle(a_classified_response(2, response_id="aarhus-01")))
+
+    [posted] = burst.slack.sent
+    assert mentions(posted, ["aarhus-01"]) == ["aarhus-01"]
+    assert burst.count("sent") == 1
+
+
+def test_an_alert_that_meets_a_turn_still_running_waits_for_the_timer() -> None:
+    clock = TickingClock()
+    burst = Burst(FakeOutbox(), clock, bursts=BurstPolicy(0, 1_000_000))
+    taken_at = clock.now + timedelta(seconds=0.5)
+    assert burst.outbox.take_turn(STORE, taken_at, taken_at) is None
+
+    run(burst.dispatcher.handle(a_classified_response(2, response_id="aarhus-01")))
+
+    assert burst.slack.sent == []
+    clock.advance(1)
+    assert run(burst.dispatcher.retry_due()) == 1
+    assert burst.count("sent") == 1

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.notifier.case_store import SqlCases
+from services.notifier.case_store import Intake, SqlCases
 from services.notifier.cases import Case, CaseState
-from shared.events import CaseAction
+from shared.events import CaseAction, CaseEvent
 
 OPENED = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -69,3 +70,53 @@ def test_erasure_keeps_what_staff_did_but_not_who_the_customer_was(
     cases.forget_customer("c-erase")
     stored = cases.get(case.case_id)
     assert stored is not None and stored.customer_id is None and stored.state == CaseState.OPEN
+
+
+def an_opened_step(case: Case) -> CaseEvent:
+    return CaseEvent(
+        event_id=uuid.uuid4(),
+        occurred_at=OPENED,
+        case_id=case.case_id,
+        response_id=case.response_id,
+        action=CaseAction.OPENED,
+    )
+
+
+def test_taking_in_a_response_remembers_its_version_opens_its_case_and_reads_it_back(
+    sessions: sessionmaker[Session],
+) -> None:
+    cases = SqlCases(sessions)
+    case = Case.open("resp-5", "c-5", OPENED, sla_hours=48, question="What one thing?")
+    version = {"event_id": "v1", "response": {"customer_id": "c-5"}}
+
+    first = cases.take_in("resp-5", version, OPENED, (case, {"store": "Aarhus C"}))
+
+    assert first == Intake(new_version=True, case=case, to_announce=case)
+    alert = cases.alert("resp-5")
+    assert alert is not None and alert.classified == version
+    assert cases.open_by_segment() == [("open", {"store": "Aarhus C"})]
+
+
+def test_a_redelivered_version_is_not_new_and_its_case_is_announced_until_its_event_came_back(
+    sessions: sessionmaker[Session],
+) -> None:
+    cases = SqlCases(sessions)
+    case = Case.open("resp-6", "c-6", OPENED, sla_hours=48)
+    version = {"event_id": "v1"}
+    cases.take_in("resp-6", version, OPENED, (case, {}))
+
+    # The worker died before its opened event came back: announced again.
+    again = cases.take_in("resp-6", version, OPENED, (case, {}))
+    assert again == Intake(new_version=False, case=case, to_announce=case)
+
+    cases.apply_step(an_opened_step(case), OPENED)
+    later = cases.take_in("resp-6", {"event_id": "v2"}, OPENED, (case, {}))
+    assert later == Intake(new_version=True, case=case, to_announce=None)
+
+
+def test_a_response_that_opens_no_case_is_taken_in_without_one(
+    sessions: sessionmaker[Session],
+) -> None:
+    cases = SqlCases(sessions)
+    assert cases.take_in("resp-7", {"event_id": "v1"}, OPENED) == Intake(True, None, None)
+    assert cases.take_in("resp-7", {"event_id": "v1"}, OPENED) == Intake(False, None, None)

@@ -19,14 +19,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.notifier.adapters import (
     IN_FLIGHT,
     PENDING,
+    Busy,
+    Claim,
     DeliveryFailed,
+    Enqueued,
+    Intake,
     Outbox,
     OutboxEntry,
+    Pacing,
     Sender,
     SqlOutbox,
     may_have_delivered,
 )
-from services.notifier.bursts import BurstPolicy
+from services.notifier.bursts import BurstPolicy, can_join_a_summary
 from services.notifier.customer_emails import review_request_email
 from services.notifier.dispatch import DeliveryMetrics, Dispatcher
 from services.notifier.domain import Channel, Delivery, DeliveryKind, LoopConfig, plan
@@ -297,6 +302,60 @@ class FakeOutbox:
                 previous_error, row.last_error = row.last_error, IN_FLIGHT
                 claimed.append(self._entry(key, previous_error))
             return claimed
+
+    def pace(
+        self, entry: OutboxEntry, now: datetime, lease_until: datetime, pacing: Pacing
+    ) -> tuple[OutboxEntry, ...] | Busy:
+        busy_until = self.take_turn(entry.recipient, now, pacing.turn_until)
+        if busy_until is not None:
+            self.release(entry.idempotency_key, busy_until, entry.previous_error)
+            return Busy(busy_until)
+        if entry.kind != DeliveryKind.ALERT.value or not can_join_a_summary(entry.payload):
+            return ()
+        return tuple(
+            self.claim_waiting(
+                DeliveryKind.ALERT.value,
+                entry.recipient,
+                now,
+                lease_until,
+                pacing.burst_minimum,
+                pacing.burst_limit,
+            )
+        )
+
+    def claim_paced(
+        self, key: str, now: datetime, lease_until: datetime, pacing: Pacing
+    ) -> Claim | Busy | None:
+        entry = self.claim(key, now, lease_until)
+        if entry is None:
+            return None
+        if entry.channel != Channel.SLACK or entry.outcome_unknown:
+            return Claim(entry)
+        waiting = self.pace(entry, now, lease_until, pacing)
+        return waiting if isinstance(waiting, Busy) else Claim(entry, paced=True, waiting=waiting)
+
+    def enqueue(
+        self,
+        delivery: Delivery,
+        now: datetime,
+        lease_until: datetime,
+        pacing: Pacing,
+        first_of_kind: bool = False,
+    ) -> Intake:
+        if first_of_kind and self.keys_about(delivery.kind.value, delivery.subject_id):
+            return Intake(Enqueued.EARLIER)
+        if (
+            delivery.channel == Channel.EMAIL
+            and delivery.customer_id is not None
+            and self.is_suppressed(delivery.customer_id)
+        ):
+            return Intake(Enqueued.SUPPRESSED)
+        if not self.add(delivery, now):
+            return Intake(Enqueued.DUPLICATE)
+        if delivery.send_at is not None and delivery.send_at > now:
+            return Intake(Enqueued.ADDED)
+        claim = self.claim_paced(delivery.idempotency_key, now, lease_until, pacing)
+        return Intake(Enqueued.ADDED, claim)
 
     def release(self, key: str, next_attempt_at: datetime, previous_error: str | None) -> None:
         with self._lock:
