@@ -111,6 +111,8 @@ class Stack:
                 "NPSLOOP_DATA_DIR": str(self.data_dir),
                 "NPSLOOP_WEB_PORT": str(port or self.ports[service]),
                 "NPSLOOP_BROKER_SESSION_TIMEOUT_SECONDS": "6",
+                # Short, like the session timeout: a wedged partition is read again sooner.
+                "NPSLOOP_CONSUMER_STALL_SECONDS": "10",
                 "NPSLOOP_AGGREGATE_REFRESH_SECONDS": "0.5",
                 "NPSLOOP_LOG_LEVEL": "info",
                 "NPSLOOP_WEBHOOK_SECRET": WEBHOOK_SECRET,
