@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shared import events
+from shared.commits import use_contiguous_commits
 from shared.metrics import (
     CONTENT_TYPE,
     ConsumerLag,
@@ -29,7 +30,6 @@ from shared.metrics import (
 )
 from shared.settings import ServiceName, Settings
 from shared.topics import CUSTOMER_PARTITIONS, DLQ, TopicSpec
-from shared.wedge import use_contiguous_commits
 
 log = logging.getLogger(__name__)
 
@@ -377,11 +377,15 @@ def consumer_ready(app: faust.App) -> bool:
     worker that joins a group answers not ready until its share is assigned and restored.
     A standby's changelog partitions alone do not make it ready: it serves nothing.
     """
+    return settled(app) and bool(held_partitions(app))
+
+
+def settled(app: faust.App) -> bool:
+    """Not rebalancing, and its tables recovered: the consumer's books are this generation's."""
     if app.rebalancing or getattr(app, "in_recovery", False):
         return False
-    if app.tables and not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
-        return False
-    return bool(held_partitions(app))
+    recovery = app.tables.recovery if app.tables else None  # type: ignore[attr-defined]
+    return recovery is None or recovery.completed.is_set()
 
 
 def consumer_lag(app: faust.App) -> dict[PartitionKey, int]:
@@ -392,7 +396,7 @@ def consumer_lag(app: faust.App) -> dict[PartitionKey, int]:
     """
     try:
         consumer = app.consumer
-        held = _held(app)
+        held = topic_partitions_held(app)
         highwaters: dict[PartitionKey, int | None] = {
             (tp.topic, tp.partition): consumer.highwater(tp) for tp in held
         }
@@ -408,12 +412,13 @@ def consumer_lag(app: faust.App) -> dict[PartitionKey, int]:
 def held_partitions(app: faust.App) -> list[PartitionKey]:
     """The partitions of its agents' topics that the worker holds now (no changelogs)."""
     try:
-        return sorted((tp.topic, tp.partition) for tp in _held(app))
+        return sorted((tp.topic, tp.partition) for tp in topic_partitions_held(app))
     except Exception:
         return []  # not started, or between generations
 
 
-def _held(app: faust.App) -> list[Any]:
+def topic_partitions_held(app: faust.App) -> list[Any]:
+    """The TopicPartitions of its agents' topics the worker holds now (no changelogs)."""
     changelogs = app.tables.changelog_topics
     return [tp for tp in app.consumer.assignment() if tp.topic not in changelogs]
 

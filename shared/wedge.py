@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import logging
 import time
-from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
-from faust.types import TP
 from prometheus_client import CollectorRegistry, Counter
+
+from shared.streams import settled, topic_partitions_held
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +60,13 @@ class WedgeWatch:
     async def check(self) -> list[Any]:
         """Read again each wedged partition; returns those it sought back."""
         app = self.app
-        if app.rebalancing or (app.tables and not app.tables.recovery.completed.is_set()):
+        if not settled(app):
             # Between generations the books are being rebuilt: nothing stands still yet.
             self._standing.clear()
             return []
         consumer = app.consumer
         try:
-            changelogs = app.tables.changelog_topics
-            held = [tp for tp in consumer.assignment() if tp.topic not in changelogs]
+            held = topic_partitions_held(app)
             # Faust keeps these only on its consumer; there is no public accessor.
             committed_offsets = consumer._committed_offset
             in_hand = {message.tp for message in list(consumer._unacked_messages)}
@@ -117,51 +115,6 @@ class WedgeWatch:
             # Never committed: from the partition's first offset, where the group started.
             committed = (await consumer.earliest_offsets(tp))[tp]
         await consumer.seek(tp, committed)
-
-
-class ContiguousConsumer(AIOKafkaConsumer):
-    """Faust's Kafka consumer, committing only an unbroken run of acked offsets that starts
-    at the committed one.
-
-    Faust's own commits past a single offset that was never acked (it tolerates a
-    difference of one between the committed offset and the lowest acked), and counts as
-    acked any offsets missing from the fetched sequence (meant for compacted topics and
-    transaction markers). npsloop's topics are neither, so a hole means a message was
-    passed over without being handled: the commit waits at it instead, the partition
-    stands still, and the wedge watch reads it again. Without this, one message passed
-    over was committed past and lost (the chaos test's figures fell short by that much).
-    """
-
-    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
-        return None
-
-    def _new_offset(self, tp: TP) -> int | None:
-        acked = self._acked[tp]
-        if not acked:
-            return None
-        acked.sort()
-        done = self._acked_index[tp]
-        committed = self._committed_offset.get(tp)
-        if committed is not None:
-            # Offsets below the committed one were handled again after a seek: done with.
-            below = bisect_left(acked, committed)
-            if below:
-                done.difference_update(acked[:below])
-                del acked[:below]
-            if not acked or acked[0] != committed:
-                return None  # the next message to commit is not acked (yet)
-        run = 1
-        while run < len(acked) and acked[run] == acked[run - 1] + 1:
-            run += 1
-        batch = acked[:run]
-        del acked[:run]
-        done.difference_update(batch)
-        return batch[-1] + 1
-
-
-def use_contiguous_commits(app: faust.App) -> None:
-    """Have the app's consumer be a ContiguousConsumer (set before the consumer is made)."""
-    app.transport.Consumer = ContiguousConsumer  # type: ignore[misc]
 
 
 def watch_for_wedges(app: faust.App, registry: CollectorRegistry, stall_seconds: float) -> None:

@@ -21,7 +21,8 @@ import faust
 import pytest
 from prometheus_client import CollectorRegistry
 
-from shared.wedge import WedgeWatch, use_contiguous_commits
+from shared.commits import use_contiguous_commits
+from shared.wedge import WedgeWatch
 
 pytestmark = pytest.mark.integration
 

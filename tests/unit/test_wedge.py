@@ -11,7 +11,8 @@ from typing import Any
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from shared.wedge import ContiguousConsumer, WedgeWatch
+from shared.commits import ContiguousConsumer
+from shared.wedge import WedgeWatch
 
 RESPONSES = TP("npsloop.responses.v1", 0)
 OTHER = TP("npsloop.responses.v1", 1)
