@@ -42,7 +42,7 @@ from shared.events import CaseAction, CaseEvent, DeadLetter, Response, decode
 from shared.ids import case_id_for
 from shared.settings import SERVICES, ServiceName
 from tests.conftest import create_postgres_database, drop_postgres_database
-from tests.fakes import FakeServer, FakeSlack, Hang, RateLimited, ServerError
+from tests.fakes import FakeServer, FakeSlack, Hang, RateLimited, Received, ServerError
 from tests.integration.test_aggregator_exactly_once import Sent, counted, figures
 from tests.integration.test_hostile_messages import CONSUMERS, Hostile, hostile_messages
 from tests.kafka_helpers import collect, produce_many
@@ -329,12 +329,14 @@ def stuck_where(stack: Stack) -> list[str]:
     return lines
 
 
+def recipient(mail: Received) -> str:
+    address: str = mail.body["personalizations"][0]["to"][0]["email"]
+    return address
+
+
 def review_requests(sendgrid: FakeServer) -> Counter[str]:
     """Emails SendGrid accepted, by recipient (one address per response here)."""
-    return Counter(
-        mail.body["personalizations"][0]["to"][0]["email"]
-        for mail in sendgrid.accepted("/v3/mail/send")
-    )
+    return Counter(recipient(mail) for mail in sendgrid.accepted("/v3/mail/send"))
 
 
 def sent_again_across_a_kill(sendgrid: FakeServer, monkey: Monkey, response_id: str) -> bool:
@@ -346,7 +348,7 @@ def sent_again_across_a_kill(sendgrid: FakeServer, monkey: Monkey, response_id: 
     times = sorted(
         mail.at
         for mail in sendgrid.accepted("/v3/mail/send")
-        if mail.body["personalizations"][0]["to"][0]["email"].split("@")[0] == response_id
+        if recipient(mail).split("@")[0] == response_id
     )
     kills = [at for at, service in monkey.kills if service == "notifier"]
     return len(times) == 2 and any(
