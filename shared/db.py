@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -139,7 +140,8 @@ def lock_until_commit(session: Session, lock_id: int) -> None:
 
 def insert_ignore(session: Session, table: Any, values: dict[str, Any], keys: list[str]) -> bool:
     """INSERT a row unless one with the same ``keys`` exists; True when inserted."""
-    return bool(insert_ignore_many(session, table, [values], keys))
+    statement = _insert_ignore_statement(_dialect_name(session), table, tuple(keys))
+    return bool(getattr(session.execute(statement, values), "rowcount", 0))
 
 
 def insert_ignore_many(
@@ -167,7 +169,11 @@ def upsert(
     ``only_if``, given the proposed row (``excluded``), is the condition under which an
     existing row is replaced; it is left as it is otherwise. True when a row was written.
     """
-    return bool(upsert_many(session, table, [values], keys, only_if))
+    if only_if is not None:
+        return bool(upsert_many(session, table, [values], keys, only_if))
+    columns = tuple(name for name in values if name not in keys)
+    statement = _upsert_statement(_dialect_name(session), table, tuple(keys), columns)
+    return bool(getattr(session.execute(statement, values), "rowcount", 0))
 
 
 def upsert_many(
@@ -224,8 +230,32 @@ def _chunks(rows: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield list(rows[start : start + _ROWS_PER_STATEMENT])
 
 
+# A statement built once and given its values at each execution: building one, with its
+# cache key, costs ten times what SQLite takes to run it (docs/PERFORMANCE.md), and the
+# single-row writes are the ones on the hot paths (an alert, a case, a delivery).
+@functools.cache
+def _insert_ignore_statement(dialect: str, table: Any, keys: tuple[str, ...]) -> Any:
+    return _insert_of(dialect)(table).on_conflict_do_nothing(index_elements=list(keys))
+
+
+@functools.cache
+def _upsert_statement(
+    dialect: str, table: Any, keys: tuple[str, ...], columns: tuple[str, ...]
+) -> Any:
+    statement = _insert_of(dialect)(table)
+    changes = {name: statement.excluded[name] for name in columns}
+    return statement.on_conflict_do_update(index_elements=list(keys), set_=changes)
+
+
+def _dialect_name(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
 def _dialect_insert(session: Session) -> Any:
-    name = session.get_bind().dialect.name
+    return _insert_of(_dialect_name(session))
+
+
+def _insert_of(name: str) -> Any:
     if name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import aiohttp
 from python_http_client.exceptions import HTTPError
@@ -22,7 +22,7 @@ from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Email, Header, Mail, To
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import JSON, Integer, String, delete, func, select, update
+from sqlalchemy import JSON, Integer, String, Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from services.notifier.bursts import FALLBACK_CHANNEL, SUMMARY_LINE, can_join_a_summary
@@ -72,6 +72,71 @@ class SuppressionRow(Base):
     customer_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     reason: Mapped[str] = mapped_column(String(40))
     since: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+# The statements of an alert's way through the outbox, built once: building a statement
+# costs several times what the database takes to run it (docs/PERFORMANCE.md).
+_DELIVERIES = cast(Table, DeliveryRow.__table__)
+_BY_KEY = _DELIVERIES.c.idempotency_key == bindparam("key")
+_KEYS_ABOUT = select(_DELIVERIES.c.idempotency_key).where(
+    _DELIVERIES.c.kind == bindparam("kind"), _DELIVERIES.c.response_id == bindparam("subject_id")
+)
+_LAST_ERROR = select(_DELIVERIES.c.last_error).where(_BY_KEY)
+_ROW = select(_DELIVERIES).where(_BY_KEY)
+_CLAIM = (
+    update(_DELIVERIES)
+    .where(
+        _BY_KEY,
+        _DELIVERIES.c.status == PENDING,
+        _DELIVERIES.c.next_attempt_at <= bindparam("now"),
+    )
+    .values(
+        next_attempt_at=bindparam("lease_until"),
+        attempts=_DELIVERIES.c.attempts + 1,
+        last_error=IN_FLIGHT,
+    )
+)
+_TAKE_TURN = (
+    update(_DELIVERIES)
+    .where(_BY_KEY, _DELIVERIES.c.next_attempt_at <= bindparam("now"))
+    .values(
+        next_attempt_at=bindparam("until"),
+        sent_at=bindparam("now"),
+        attempts=_DELIVERIES.c.attempts + 1,
+    )
+)
+_TURN_ENDS = select(_DELIVERIES.c.next_attempt_at).where(_BY_KEY)
+_WAITING = (
+    select(_DELIVERIES.c.idempotency_key, _DELIVERIES.c.last_error)
+    .where(
+        _DELIVERIES.c.channel == Channel.SLACK.value,
+        _DELIVERIES.c.kind == bindparam("kind"),
+        _DELIVERIES.c.recipient == bindparam("recipient"),
+        _DELIVERIES.c.status == PENDING,
+        _DELIVERIES.c.next_attempt_at <= bindparam("now"),
+    )
+    .order_by(_DELIVERIES.c.id)
+    .limit(bindparam("limit"))
+    # A row another transaction holds (claimed in the same transaction as its channel's
+    # turn is taken) is passed over, never waited for: a worker holding a turn waits for
+    # no delivery, so none can deadlock with it.
+    .with_for_update(skip_locked=True)
+)
+_MARK_SENT = (
+    update(_DELIVERIES)
+    .where(_BY_KEY)
+    .values(
+        status=SENT,
+        # Not the columns' own names: those are SQLAlchemy's for an UPDATE's values.
+        sent_at=bindparam("at"),
+        provider_ref=bindparam("ref"),
+        last_error=None,
+    )
+)
+_PAYLOAD = select(_DELIVERIES.c.status, _DELIVERIES.c.payload).where(_BY_KEY)
+_SUPPRESSED = select(SuppressionRow.__table__.c.customer_id).where(
+    SuppressionRow.__table__.c.customer_id == bindparam("customer_id")
+)
 
 
 @dataclass(frozen=True)
@@ -294,14 +359,16 @@ class SqlOutbox:
             if (
                 delivery.channel == Channel.EMAIL
                 and delivery.customer_id is not None
-                and session.get(SuppressionRow, delivery.customer_id) is not None
+                and _suppressed(session, delivery.customer_id)
             ):
                 return Intake(Enqueued.SUPPRESSED)
             if not _add(session, delivery, now):
                 return Intake(Enqueued.DUPLICATE)
             if delivery.send_at is not None and delivery.send_at > now:
                 return Intake(Enqueued.ADDED)
-            claim = _claim_paced(session, delivery.idempotency_key, now, lease_until, pacing)
+            claim = _claim_paced(
+                session, delivery.idempotency_key, now, lease_until, pacing, fresh=True
+            )
             return Intake(Enqueued.ADDED, claim)
 
     def claim_waiting(
@@ -317,7 +384,8 @@ class SqlOutbox:
             return _claim_waiting(session, kind, recipient, now, lease_until, minimum, limit)
 
     def mark_sent(self, key: str, provider_ref: str, now: datetime) -> None:
-        self._set(key, status=SENT, sent_at=now, provider_ref=provider_ref[:200], last_error=None)
+        with self._sessions.begin() as session:
+            session.execute(_MARK_SENT, {"key": key, "at": now, "ref": provider_ref[:200]})
 
     def mark_all_sent(self, keys: Sequence[str], provider_ref: str, now: datetime) -> None:
         with self._sessions.begin() as session:
@@ -358,11 +426,7 @@ class SqlOutbox:
 
     def payload_of(self, key: str) -> tuple[str, dict[str, Any]] | None:
         with self._sessions() as session:
-            row = session.execute(
-                select(DeliveryRow.status, DeliveryRow.payload).where(
-                    DeliveryRow.idempotency_key == key
-                )
-            ).first()
+            row = session.execute(_PAYLOAD, {"key": key}).first()
             return None if row is None else (row[0], dict(row[1]))
 
     def replace_payload(self, key: str, payload: dict[str, Any]) -> bool:
@@ -434,7 +498,7 @@ class SqlOutbox:
 
     def is_suppressed(self, customer_id: str) -> bool:
         with self._sessions() as session:
-            return session.get(SuppressionRow, customer_id) is not None
+            return _suppressed(session, customer_id)
 
     def counts(self) -> dict[str, int]:
         with self._sessions() as session:
@@ -487,32 +551,36 @@ def _add(session: Session, delivery: Delivery, now: datetime) -> bool:
     )
 
 
+def _suppressed(session: Session, customer_id: str) -> bool:
+    return session.execute(_SUPPRESSED, {"customer_id": customer_id}).first() is not None
+
+
 def _keys_about(session: Session, kind: str, subject_id: str) -> list[str]:
-    return list(
-        session.execute(
-            select(DeliveryRow.idempotency_key).where(
-                DeliveryRow.kind == kind, DeliveryRow.response_id == subject_id
-            )
-        ).scalars()
+    return list(session.execute(_KEYS_ABOUT, {"kind": kind, "subject_id": subject_id}).scalars())
+
+
+def _claim(
+    session: Session, key: str, now: datetime, lease_until: datetime, fresh: bool = False
+) -> OutboxEntry | None:
+    """Claim a pending, due delivery; ``fresh``: added in this transaction, so no attempt
+    came before it."""
+    previous_error = (
+        None if fresh else session.execute(_LAST_ERROR, {"key": key}).scalar_one_or_none()
     )
-
-
-def _claim(session: Session, key: str, now: datetime, lease_until: datetime) -> OutboxEntry | None:
-    previous_error = session.execute(
-        select(DeliveryRow.last_error).where(DeliveryRow.idempotency_key == key)
-    ).scalar_one_or_none()
     if not _claim_row(session, key, now, lease_until):
         return None
-    row = session.execute(
-        select(DeliveryRow).where(DeliveryRow.idempotency_key == key)
-    ).scalar_one()
-    return _entry(row, previous_error)
+    return _entry(session.execute(_ROW, {"key": key}).one(), previous_error)
 
 
 def _claim_paced(
-    session: Session, key: str, now: datetime, lease_until: datetime, pacing: Pacing
+    session: Session,
+    key: str,
+    now: datetime,
+    lease_until: datetime,
+    pacing: Pacing,
+    fresh: bool = False,
 ) -> Claim | Busy | None:
-    entry = _claim(session, key, now, lease_until)
+    entry = _claim(session, key, now, lease_until, fresh)
     if entry is None:
         return None
     if entry.channel != Channel.SLACK or entry.outcome_unknown:
@@ -558,7 +626,17 @@ def _release(
 
 
 def _take_turn(session: Session, recipient: str, now: datetime, until: datetime) -> datetime | None:
+    """None when this transaction took the channel's turn (until ``until``), else when the
+    turn that holds the channel ends."""
     key = _turn_key(recipient)
+    # The same conditional UPDATE as a claim: of two workers, one gets the turn.
+    turn = {"key": key, "now": now, "until": until}
+    if getattr(session.execute(_TAKE_TURN, turn), "rowcount", 0) == 1:
+        return None
+    busy_until: datetime | None = session.execute(_TURN_ENDS, {"key": key}).scalar_one_or_none()
+    if busy_until is not None:
+        return busy_until
+    # The channel's first turn: its row is written once, then taken like any other.
     insert_ignore(
         session,
         DeliveryRow.__table__,
@@ -576,19 +654,10 @@ def _take_turn(session: Session, recipient: str, now: datetime, until: datetime)
         },
         keys=["idempotency_key"],
     )
-    # The same conditional UPDATE as a claim: of two workers, one gets the turn.
-    taken = session.execute(
-        update(DeliveryRow)
-        .where(DeliveryRow.idempotency_key == key, DeliveryRow.next_attempt_at <= now)
-        .values(next_attempt_at=until, sent_at=now, attempts=DeliveryRow.attempts + 1)
-    )
-    if getattr(taken, "rowcount", 0) == 1:
+    if getattr(session.execute(_TAKE_TURN, turn), "rowcount", 0) == 1:
         return None
-    busy_until = session.execute(
-        select(DeliveryRow.next_attempt_at).where(DeliveryRow.idempotency_key == key)
-    ).scalar_one()
     # Never empty: this function alone writes the row, with a time.
-    return busy_until or until
+    return session.execute(_TURN_ENDS, {"key": key}).scalar_one() or until
 
 
 def _claim_waiting(
@@ -600,24 +669,10 @@ def _claim_waiting(
     minimum: int,
     limit: int,
 ) -> list[OutboxEntry]:
+    waiting = {"kind": kind, "recipient": recipient, "now": now, "limit": limit}
     keys = [
         key
-        for key, last_error in session.execute(
-            select(DeliveryRow.idempotency_key, DeliveryRow.last_error)
-            .where(
-                DeliveryRow.channel == Channel.SLACK.value,
-                DeliveryRow.kind == kind,
-                DeliveryRow.recipient == recipient,
-                DeliveryRow.status == PENDING,
-                DeliveryRow.next_attempt_at <= now,
-            )
-            .order_by(DeliveryRow.id)
-            .limit(limit)
-            # A row another transaction holds (claimed in the same transaction as its
-            # channel's turn is taken) is passed over, never waited for: a worker holding a
-            # turn waits for no delivery, so none can deadlock with it.
-            .with_for_update(skip_locked=True)
-        ).all()
+        for key, last_error in session.execute(_WAITING, waiting).all()
         if not may_have_delivered(last_error)
     ]
     if len(keys) < minimum:
@@ -637,23 +692,12 @@ def _claim_waiting(
 def _claim_row(session: Session, key: str, now: datetime, lease_until: datetime) -> bool:
     """One conditional UPDATE: of two workers trying the same pending, due row, one wins; the
     row says it is in flight until the attempt records how it ended."""
-    claimed = session.execute(
-        update(DeliveryRow)
-        .where(
-            DeliveryRow.idempotency_key == key,
-            DeliveryRow.status == PENDING,
-            DeliveryRow.next_attempt_at <= now,
-        )
-        .values(
-            next_attempt_at=lease_until,
-            attempts=DeliveryRow.attempts + 1,
-            last_error=IN_FLIGHT,
-        )
-    )
+    claimed = session.execute(_CLAIM, {"key": key, "now": now, "lease_until": lease_until})
     return getattr(claimed, "rowcount", 0) == 1
 
 
-def _entry(row: DeliveryRow, previous_error: str | None = None) -> OutboxEntry:
+def _entry(row: Any, previous_error: str | None = None) -> OutboxEntry:
+    """From a DeliveryRow, or a row of its table's columns."""
     return OutboxEntry(
         idempotency_key=row.idempotency_key,
         channel=Channel(row.channel),

@@ -6,9 +6,9 @@ import copy
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, String, select, update
+from sqlalchemy import JSON, String, Table, bindparam, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from services.notifier.cases import Case, CaseError, CaseState
@@ -61,6 +61,37 @@ class CaseStepRow(Base):
     at: Mapped[datetime] = mapped_column(When)
     outcome: Mapped[str] = mapped_column(String(20))
     note: Mapped[str | None] = mapped_column(String(2000))
+
+
+# The statements of a response's intake, built once (see shared.db on why).
+_CASES = cast(Table, CaseRow.__table__)
+_ALERTS = cast(Table, AlertRow.__table__)
+_CASE = select(_CASES).where(_CASES.c.case_id == bindparam("case_id"))
+_CASE_FOR_UPDATE = _CASE.with_for_update()
+_STEP = select(CaseStepRow.__table__.c.event_id).where(
+    CaseStepRow.__table__.c.event_id == bindparam("event_id")
+)
+_KEPT_VERSION = select(_ALERTS.c.classified).where(
+    _ALERTS.c.response_id == bindparam("response_id")
+)
+_OPENED_STEP = (
+    select(CaseStepRow.__table__.c.event_id)
+    .where(
+        CaseStepRow.__table__.c.case_id == bindparam("case_id"),
+        CaseStepRow.__table__.c.action == CaseAction.OPENED.value,
+    )
+    .limit(1)
+)
+_ALERT_POSTED = (
+    update(_ALERTS)
+    # Not the columns' own names: those are SQLAlchemy's for an UPDATE's values.
+    .where(_ALERTS.c.response_id == bindparam("posted_response"))
+    .values(
+        channel=bindparam("posted_channel"),
+        ts=bindparam("posted_ts"),
+        updated_at=bindparam("now"),
+    )
+)
 
 
 class UnknownCase(LookupError):
@@ -125,7 +156,8 @@ _CASE_FIELDS = (
 )
 
 
-def _case(row: CaseRow) -> Case:
+def _case(row: Any) -> Case:
+    """From a CaseRow, or a row of its table's columns."""
     return Case(
         case_id=row.case_id,
         response_id=row.response_id,
@@ -195,21 +227,19 @@ def _open(session: Session, case: Case, segment: dict[str, Any], now: datetime) 
 
 def _announced(session: Session, case_id: str) -> bool:
     """Whether the case's opened event came back on the cases topic (its history has it)."""
-    return (
-        session.execute(
-            select(CaseStepRow.event_id)
-            .where(CaseStepRow.case_id == case_id, CaseStepRow.action == CaseAction.OPENED.value)
-            .limit(1)
-        ).first()
-        is not None
-    )
+    return session.execute(_OPENED_STEP, {"case_id": case_id}).first() is not None
+
+
+def _stored_case(session: Session, case_id: str) -> Case | None:
+    row = session.execute(_CASE, {"case_id": case_id}).first()
+    return None if row is None else _case(row)
 
 
 def _remember_alert(
     session: Session, response_id: str, classified: dict[str, Any], now: datetime
 ) -> bool:
-    kept = session.get(AlertRow, response_id)
-    changed = kept is None or kept.classified.get("event_id") != classified.get("event_id")
+    kept = session.execute(_KEPT_VERSION, {"response_id": response_id}).scalar_one_or_none()
+    changed = kept is None or kept.get("event_id") != classified.get("event_id")
     upsert(
         session,
         AlertRow.__table__,
@@ -254,15 +284,12 @@ class SqlCases:
                     to_announce = case
                 elif not _announced(session, case.case_id):
                     # Opened before: announced then too, unless the worker died in between.
-                    row = session.get(CaseRow, case.case_id)
-                    to_announce = None if row is None else _case(row)
-            row = session.get(CaseRow, case_id_for(response_id))
-            return Intake(new_version, None if row is None else _case(row), to_announce)
+                    to_announce = _stored_case(session, case.case_id)
+            return Intake(new_version, _stored_case(session, case_id_for(response_id)), to_announce)
 
     def get(self, case_id: str) -> Case | None:
         with self._sessions() as session:
-            row = session.get(CaseRow, case_id)
-            return None if row is None else _case(row)
+            return _stored_case(session, case_id)
 
     def save(self, case: Case, now: datetime) -> None:
         with self._sessions.begin() as session:
@@ -275,13 +302,13 @@ class SqlCases:
         where they happened."""
         with self._sessions.begin() as session:
             # FOR UPDATE: two workers applying two clicks on one case take turns.
-            row = session.get(CaseRow, event.case_id, with_for_update=True)
+            row = session.execute(_CASE_FOR_UPDATE, {"case_id": event.case_id}).first()
             if row is None:
                 raise UnknownCase(
                     f"case {event.case_id} (response {event.response_id}) does not exist here"
                 )
             before = _case(row)
-            if session.get(CaseStepRow, str(event.event_id)) is not None:
+            if session.execute(_STEP, {"event_id": str(event.event_id)}).first() is not None:
                 return StepResult(StepOutcome.DUPLICATE, before, before)
             after, outcome, reason = before, StepOutcome.APPLIED, None
             if event.action not in (CaseAction.OPENED, CaseAction.ESCALATED):
@@ -369,11 +396,13 @@ class SqlCases:
 
     def alert_posted(self, response_id: str, channel: str, ts: str, now: datetime) -> None:
         with self._sessions.begin() as session:
-            session.execute(
-                update(AlertRow)
-                .where(AlertRow.response_id == response_id)
-                .values(channel=channel, ts=ts, updated_at=now)
-            )
+            posted = {
+                "posted_response": response_id,
+                "posted_channel": channel,
+                "posted_ts": ts,
+                "now": now,
+            }
+            session.execute(_ALERT_POSTED, posted)
 
     def alert(self, response_id: str) -> PostedAlert | None:
         with self._sessions() as session:
