@@ -130,10 +130,13 @@ def publish(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> 
         producer.close()
 
 
-def figures(stack: Stack, worker: str = "aggregator", **query: str) -> dict[str, object]:
-    """The figures that one aggregator worker (by default the first) answers."""
+def figures(
+    stack: Stack, worker: str = "aggregator", wait: float = 5.0, **query: str
+) -> dict[str, object]:
+    """The figures that one aggregator worker (by default the first) answers within
+    ``wait`` seconds."""
     params = "&".join(f"{name}={value}" for name, value in {"window": "30d", **query}.items())
-    status, text = http_get(f"{stack.worker_url(worker)}/v1/nps?{params}")
+    status, text = http_get(f"{stack.worker_url(worker)}/v1/nps?{params}", timeout=wait)
     assert status == 200, text
     answer: dict[str, object] = json.loads(text)
     return answer
