@@ -40,6 +40,7 @@ import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -317,7 +318,8 @@ def profiled(stack: Stack, directory: Path | None) -> Iterator[None]:
     if directory is None:
         yield
         return
-    py_spy = shutil.which("py-spy") or str(Path(".venv/bin/py-spy"))
+    # Beside the interpreter running this: .venv/bin/py-spy, wherever the checkout is.
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     directory.mkdir(parents=True, exist_ok=True)
     samplers = [
         subprocess.Popen(
