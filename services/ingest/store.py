@@ -535,11 +535,16 @@ class IngestStore:
             return None if row is None else dict(row.context)
 
 
+# Counted on every POST: built once (see shared.db on why).
+_UNPUBLISHED = (
+    select(func.count())
+    .select_from(JournalRow.__table__)
+    .where(JournalRow.__table__.c.published_at.is_(None))
+)
+
+
 def _unpublished(session: Session) -> int:
-    count = session.execute(
-        select(func.count()).select_from(JournalRow).where(JournalRow.published_at.is_(None))
-    ).scalar_one()
-    return int(count)
+    return int(session.execute(_UNPUBLISHED).scalar_one())
 
 
 # The order's context, frozen into the invitation when it is decided.
