@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,8 +78,42 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+class Sessions(sessionmaker[Session]):
+    """A session factory whose transactions can be joined into one.
+
+    Inside ``together()``, every ``begin()`` made in the same thread joins the transaction
+    ``together()`` opened instead of starting (and committing) one of its own: stores that
+    each write in a transaction of their own then write a batch of events in one, which
+    commits (or rolls back) as a whole. ``with sessions() as session`` for reading is not
+    joined: it reads what was committed, as it would outside.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine, expire_on_commit=False)
+        self._joined = threading.local()
+
+    def begin(self) -> contextlib.AbstractContextManager[Session]:
+        session: Session | None = getattr(self._joined, "session", None)
+        if session is not None:
+            return contextlib.nullcontext(session)
+        return super().begin()
+
+    @contextlib.contextmanager
+    def together(self) -> Iterator[None]:
+        """One transaction for every ``begin()`` of this thread until the block ends."""
+        if getattr(self._joined, "session", None) is not None:
+            yield  # already inside one: the outer block commits
+            return
+        with super().begin() as session:
+            self._joined.session = session
+            try:
+                yield
+            finally:
+                self._joined.session = None
+
+
+def session_factory(engine: Engine) -> Sessions:
+    return Sessions(engine)
 
 
 def alembic_config(url: str) -> Config:

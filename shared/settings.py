@@ -233,9 +233,9 @@ class Settings(BaseSettings):
     notifier_lanes: int = Field(
         8,
         ge=1,
-        description="Classified responses and case steps the notifier handles at once (each "
-        "customer's and each case's in order): its work is mostly waiting on the database and "
-        "Slack, so more lanes mean more alerts a second, up to what those two take.",
+        description="Deliveries the notifier attempts at once, and case steps it handles at "
+        "once (each case's in order): its work is mostly waiting on Slack, SendGrid and the "
+        "database, so more lanes mean more alerts a second, up to what those take.",
     )
     delivery_max_attempts: int = Field(
         12,

@@ -278,10 +278,12 @@ class Outbox(Protocol):
         lease_until: datetime,
         pacing: Pacing,
         first_of_kind: bool = False,
+        claim: bool = True,
     ) -> Intake:
         """In one transaction: unless ``first_of_kind`` finds a delivery of its kind about
         its subject (``keys_about``) or the customer stopped emails (``is_suppressed``),
-        ``add`` the delivery, then, if it is due, ``claim_paced`` its first attempt."""
+        ``add`` the delivery, then, if it is due and ``claim`` asks, ``claim_paced`` its
+        first attempt."""
 
     def mark_failed(self, key: str, error: str) -> None: ...
 
@@ -352,6 +354,7 @@ class SqlOutbox:
         lease_until: datetime,
         pacing: Pacing,
         first_of_kind: bool = False,
+        claim: bool = True,
     ) -> Intake:
         with self._sessions.begin() as session:
             if first_of_kind and _keys_about(session, delivery.kind.value, delivery.subject_id):
@@ -364,12 +367,12 @@ class SqlOutbox:
                 return Intake(Enqueued.SUPPRESSED)
             if not _add(session, delivery, now):
                 return Intake(Enqueued.DUPLICATE)
-            if delivery.send_at is not None and delivery.send_at > now:
+            if not claim or (delivery.send_at is not None and delivery.send_at > now):
                 return Intake(Enqueued.ADDED)
-            claim = _claim_paced(
+            claimed = _claim_paced(
                 session, delivery.idempotency_key, now, lease_until, pacing, fresh=True
             )
-            return Intake(Enqueued.ADDED, claim)
+            return Intake(Enqueued.ADDED, claimed)
 
     def claim_waiting(
         self,

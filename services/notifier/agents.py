@@ -16,6 +16,10 @@ from shared.events import (
 from shared.streams import EventLoop
 
 RETRY_INTERVAL_SECONDS = 1.0
+# Classified responses taken in with one transaction: as many as have arrived, up to this
+# many, gathered for at most BATCH_SECONDS (a lone response waits no longer than that).
+BATCH_SIZE = 100
+BATCH_SECONDS = 0.01
 ESCALATION_INTERVAL_SECONDS = 5.0
 
 
@@ -33,10 +37,10 @@ def register(
 ) -> None:
     @app.agent(classified, name="loops")
     async def loops(stream: faust.StreamT[bytes]) -> None:
-        async def handle(key: bytes | None, value: bytes | None) -> None:
-            await dispatcher.handle(decode(ClassifiedResponse, value))
+        def read(key: bytes | None, value: bytes | None) -> ClassifiedResponse:
+            return decode(ClassifiedResponse, value)
 
-        await loop.run_in_lanes(stream, handle, lanes)
+        await loop.run_batches(stream, read, dispatcher.handle_many, BATCH_SIZE, BATCH_SECONDS)
 
     @app.agent(invitations, name="invite")
     async def invite(stream: faust.StreamT[bytes]) -> None:

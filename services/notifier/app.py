@@ -47,6 +47,8 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.on_before_shutdown.connect
     async def close_senders(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Attempts under way get a moment to end; any cut short is attempted again later.
+        await dispatcher.settle(grace=settings.delivery_timeout_seconds)
         await bootstrap.close_senders(dispatcher.senders)
 
     if dispatcher.cases is not None:

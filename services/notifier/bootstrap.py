@@ -324,4 +324,6 @@ def dispatcher(
             outbox.is_suppressed,
             review_decisions_counter(registry),
         ),
+        together=sessions.together,
+        attempts_at_once=settings.notifier_lanes,
     )

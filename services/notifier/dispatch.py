@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections import Counter as Counter_
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from random import Random
@@ -201,6 +203,19 @@ class DeliveryMetrics:
         )
 
 
+@dataclass(frozen=True)
+class Taken:
+    """A classified response as its batch's transaction took it in."""
+
+    classified: ClassifiedResponse
+    # Not a redelivery of the version kept for the response's alert.
+    new_version: bool
+    # The case whose opened event is to be published (see case_store.Intake).
+    to_announce: Case | None
+    # Each planned delivery, and how the outbox took it.
+    deliveries: list[tuple[Delivery, Enqueued]]
+
+
 class Dispatcher:
     """Sends each planned delivery at most once per idempotency key, retrying until it lands."""
 
@@ -225,7 +240,14 @@ class Dispatcher:
         case_links: CaseLinker | None = None,
         bursts: BurstPolicy | None = None,
         reviews: ReviewLedger | None = None,
+        together: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+        attempts_at_once: int = 8,
     ) -> None:
+        # One transaction for a batch's intake (Sessions.together); without it, each store's
+        # writes are transactions of their own.
+        self.together = together
+        self._slots = asyncio.Semaphore(attempts_at_once)
+        self._attempts: set[asyncio.Future[None]] = set()
         self.case_links = case_links
         self.bursts = bursts or BurstPolicy()
         self.reviews = reviews
@@ -246,39 +268,118 @@ class Dispatcher:
         self.clock = clock
 
     async def handle(self, classified: ClassifiedResponse) -> None:
+        """``handle_many`` of one response, returning once its deliveries were attempted."""
+        await self.handle_many([classified])
+        await self.settle()
+
+    async def handle_many(self, batch: Sequence[ClassifiedResponse]) -> None:
+        """Take a batch of classified responses in, in order, in one transaction: each one's
+        version, case, review decision and deliveries. Their first attempts then start in
+        the background, at most ``attempts_at_once`` at a time; this returns once they have
+        started (and waits for a free slot before starting one).
+
+        Everything a response asks for is in the outbox when this returns, so the events can
+        be acked: should the worker die mid-attempt, the outbox attempts it again."""
+        now = self.clock()
+        taken = await asyncio.to_thread(self._take_in_all, batch, now)
+        for intake in taken:
+            await self._act_on(intake)
+
+    def _take_in_all(self, batch: Sequence[ClassifiedResponse], now: datetime) -> list[Taken]:
+        with self.together():
+            return [self._take_in(classified, now) for classified in batch]
+
+    def _take_in(self, classified: ClassifiedResponse, now: datetime) -> Taken:
+        """One response's writes; in a thread, within the batch's transaction."""
         routing = self.rules.evaluate(classified)
         response_id = classified.response.response_id
         # Without a case store there is no alert to redraw: a later version is a duplicate.
         new_version = False
         case: Case | None = None
+        to_announce: Case | None = None
         if self.cases is not None:
             opening = next((a for a in routing.actions if isinstance(a, OpenCase)), None)
-            intake = await asyncio.to_thread(
-                self.cases.take_in,
+            intake = self.cases.take_in(
                 response_id,
                 classified.model_dump(mode="json"),
-                self.clock(),
+                now,
                 None if opening is None else self._opening(classified, opening),
             )
-            new_version, case = intake.new_version, intake.case
-            if intake.to_announce is not None:
-                await self._announce_opened(intake.to_announce)
-        classified = await self._with_invitation_contact(classified)
+            new_version, case, to_announce = intake.new_version, intake.case, intake.to_announce
+        classified = self._with_invitation_contact(classified)
         if self.reviews is not None:
-            await self.reviews.record(classified, routing.actions, self.clock())
-        deliveries = plan(classified, self.config, routing.actions, self.clock(), self._view(case))
-        for delivery in deliveries:
-            # A later version of a response (a comment added, a context that arrived late)
-            # never posts a second alert or kudos, wherever it routes: the alert already
-            # there is redrawn in place instead.
-            if await self._deliver(delivery, first_of_kind=delivery.kind in ONCE_PER_RESPONSE):
-                continue
-            if delivery.kind == DeliveryKind.ALERT and new_version:
-                await self.refresh_alert(response_id, str(classified.event_id))
-            else:
-                self.metrics.deliveries.labels(
-                    delivery.channel.value, delivery.kind.value, "duplicate"
-                ).inc()
+            self.reviews.record_now(classified, routing.actions, now)
+        deliveries = plan(classified, self.config, routing.actions, now, self._view(case))
+        lease_until, pacing = self._lease_until(now), self._pacing(now)
+        return Taken(
+            classified,
+            new_version,
+            to_announce,
+            [
+                (
+                    delivery,
+                    # A later version of a response (a comment added, a context that arrived
+                    # late) never posts a second alert or kudos, wherever it routes: the
+                    # alert already there is redrawn in place instead.
+                    self.outbox.enqueue(
+                        delivery,
+                        now,
+                        lease_until,
+                        pacing,
+                        first_of_kind=delivery.kind in ONCE_PER_RESPONSE,
+                        # Claimed by the attempt, in a transaction of its own: the batch's
+                        # holds no channel's turn.
+                        claim=False,
+                    ).outcome,
+                )
+                for delivery in deliveries
+            ],
+        )
+
+    async def _act_on(self, taken: Taken) -> None:
+        """What follows a response's intake: its case announced, its deliveries attempted
+        (or its alert redrawn, for a later version)."""
+        if taken.to_announce is not None:
+            await self._announce_opened(taken.to_announce)
+        response_id = taken.classified.response.response_id
+        for delivery, outcome in taken.deliveries:
+            labels = (delivery.channel.value, delivery.kind.value)
+            if outcome == Enqueued.EARLIER:
+                if delivery.kind == DeliveryKind.ALERT and taken.new_version:
+                    await self.refresh_alert(response_id, str(taken.classified.event_id))
+                else:
+                    self.metrics.deliveries.labels(*labels, "duplicate").inc()
+            elif outcome in (Enqueued.SUPPRESSED, Enqueued.DUPLICATE):
+                self.metrics.deliveries.labels(*labels, outcome.value).inc()
+            elif delivery.send_at is None or delivery.send_at <= self.clock():
+                await self._start(self.attempt(delivery.idempotency_key))
+
+    async def _start(self, attempt: Awaitable[None]) -> None:
+        """Run an attempt in the background once a slot is free."""
+        await self._slots.acquire()
+        task = asyncio.ensure_future(attempt)
+        self._attempts.add(task)
+        task.add_done_callback(self._attempt_ended)
+
+    def _attempt_ended(self, task: asyncio.Future[None]) -> None:
+        self._attempts.discard(task)
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            # The delivery stays claimed until its lease ends; then the retry timer attempts
+            # it again (looking first whether this attempt delivered).
+            log.error("an attempt failed: %r", task.exception())
+
+    async def settle(self, grace: float | None = None) -> None:
+        """Wait for the attempts under way; those still going after ``grace`` seconds are
+        cancelled (their deliveries are attempted again once their leases end)."""
+        pending = set(self._attempts)
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=grace)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
 
     def _view(self, case: Case | None) -> CaseView | None:
         if case is None or self.case_links is None:
@@ -346,13 +447,13 @@ class Dispatcher:
                 redrawn["fallback_channel"] = payload["fallback_channel"]
             await asyncio.to_thread(self.outbox.replace_payload, key, redrawn)
 
-    async def _with_invitation_contact(self, classified: ClassifiedResponse) -> ClassifiedResponse:
+    def _with_invitation_contact(self, classified: ClassifiedResponse) -> ClassifiedResponse:
         """A response recorded from an invitation's link carries no address (links hold ids,
         never personal data): the customer is emailed where the invitation was sent."""
         response = classified.response
         if response.contact.email or not response.invitation_id:
             return classified
-        contact = await asyncio.to_thread(self.outbox.invitation_contact, response.invitation_id)
+        contact = self.outbox.invitation_contact(response.invitation_id)
         if contact is None:
             return classified
         return classified.model_copy(

@@ -150,10 +150,17 @@ class ReviewLedger:
     async def record(
         self, classified: ClassifiedResponse, actions: Sequence[Action], now: datetime
     ) -> ReviewDecision | None:
+        return await asyncio.to_thread(self.record_now, classified, actions, now)
+
+    def record_now(
+        self, classified: ClassifiedResponse, actions: Sequence[Action], now: datetime
+    ) -> ReviewDecision | None:
+        """``record`` in the calling thread: the notifier's intake of a batch calls it in the
+        thread (and the transaction) where it takes the batch in."""
         decided = decide_review_for(classified, self.config, actions)
         if decided is None:
             return None
-        decision, recorded = await asyncio.to_thread(self._record, decided, now)
+        decision, recorded = self._record(decided, now)
         if recorded:
             self.counter.labels(_outcome(decision.asked), decision.reason.value).inc()
         return decision

@@ -341,6 +341,7 @@ class FakeOutbox:
         lease_until: datetime,
         pacing: Pacing,
         first_of_kind: bool = False,
+        claim: bool = True,
     ) -> Intake:
         if first_of_kind and self.keys_about(delivery.kind.value, delivery.subject_id):
             return Intake(Enqueued.EARLIER)
@@ -352,10 +353,11 @@ class FakeOutbox:
             return Intake(Enqueued.SUPPRESSED)
         if not self.add(delivery, now):
             return Intake(Enqueued.DUPLICATE)
-        if delivery.send_at is not None and delivery.send_at > now:
+        if not claim or (delivery.send_at is not None and delivery.send_at > now):
             return Intake(Enqueued.ADDED)
-        claim = self.claim_paced(delivery.idempotency_key, now, lease_until, pacing)
-        return Intake(Enqueued.ADDED, claim)
+        return Intake(
+            Enqueued.ADDED, self.claim_paced(delivery.idempotency_key, now, lease_until, pacing)
+        )
 
     def release(self, key: str, next_attempt_at: datetime, previous_error: str | None) -> None:
         with self._lock:

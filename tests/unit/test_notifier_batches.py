@@ -1,0 +1,202 @@
+"""The notifier takes classified responses in by the batch, in one transaction, and attempts
+their deliveries in the background: Slack's speed does not hold up the stream."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.notifier.adapters import PENDING, DeliveryRow, OutboxEntry, Sender, SqlOutbox
+from services.notifier.bursts import BurstPolicy
+from services.notifier.case_store import AlertRow, CaseRow, SqlCases
+from services.notifier.dispatch import DeliveryMetrics, Dispatcher
+from services.notifier.domain import Channel, Delivery, LoopConfig
+from services.notifier.review_store import (
+    ReviewLedger,
+    SqlReviewDecisions,
+    review_decisions_counter,
+)
+from shared.db import Sessions
+from tests.unit.builders import FakeClock, a_classified_response, run
+from tests.unit.test_notifier import FakeSender
+
+CONFIG = LoopConfig(slack_channel="#customer-feedback", company_name="Our Shop")
+
+
+class RefusingOutbox(SqlOutbox):
+    """The SQL outbox, refusing any delivery about one response (a fault in the batch)."""
+
+    def __init__(self, sessions: sessionmaker[Session], refuse: str) -> None:
+        super().__init__(sessions)
+        self.refuse = refuse
+
+    def enqueue(self, delivery: Delivery, *args: Any, **kwargs: Any) -> Any:
+        if delivery.subject_id == self.refuse:
+            raise ValueError(f"refusing {delivery.subject_id}")
+        return super().enqueue(delivery, *args, **kwargs)
+
+
+class HeldSender:
+    """Starts every send, and lets none finish until released."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.started: list[OutboxEntry] = []
+        self.sent: list[OutboxEntry] = []
+        self.all_started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def send(self, entry: OutboxEntry) -> str:
+        self.started.append(entry)
+        if len(self.started) >= self.expected:
+            self.all_started.set()
+        await self.release.wait()
+        self.sent.append(entry)
+        return f"C0ALERTS:1700000000.{len(self.sent):06d}"
+
+    async def find(self, entry: OutboxEntry) -> str | None:
+        return None
+
+
+def sql_dispatcher(
+    sessions: Sessions,
+    outbox: SqlOutbox,
+    slack: Sender,
+    *,
+    joined: bool = True,
+    attempts_at_once: int = 8,
+) -> Dispatcher:
+    registry = CollectorRegistry()
+    senders: dict[Channel, Sender] = {Channel.SLACK: slack, Channel.EMAIL: FakeSender()}
+    options: dict[str, Any] = {"together": sessions.together} if joined else {}
+    return Dispatcher(
+        outbox,
+        senders,
+        CONFIG,
+        DeliveryMetrics.create(registry),
+        clock=FakeClock(datetime.now(UTC)),
+        cases=SqlCases(sessions),
+        reviews=ReviewLedger(
+            SqlReviewDecisions(sessions),
+            CONFIG,
+            outbox.is_suppressed,
+            review_decisions_counter(registry),
+        ),
+        # Every alert a post of its own, at once (no turns between posts, no summaries).
+        bursts=BurstPolicy(0, 1_000_000),
+        attempts_at_once=attempts_at_once,
+        **options,
+    )
+
+
+def rows(sessions: Sessions, table: Any) -> int:
+    with sessions() as session:
+        return int(session.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def a_batch(n: int) -> list[Any]:
+    return [a_classified_response(2, response_id=f"r{i}", customer_id=f"c{i}") for i in range(n)]
+
+
+@pytest.mark.parametrize("joined", [True, False])
+def test_a_batch_is_taken_in_as_one_transaction(sessions: Sessions, joined: bool) -> None:
+    """A fault in the batch's last response leaves nothing of the batch written (the stream
+    then takes the batch one response at a time, so only the faulty one is a dead letter);
+    without the joined transaction the responses before it would have been written."""
+    slack = FakeSender()
+    dispatcher = sql_dispatcher(
+        sessions, RefusingOutbox(sessions, refuse="r2"), slack, joined=joined
+    )
+
+    with pytest.raises(ValueError, match="refusing r2"):
+        run(dispatcher.handle_many(a_batch(3)))
+
+    written = (rows(sessions, CaseRow), rows(sessions, AlertRow), rows(sessions, DeliveryRow))
+    # Unjoined, r0 and r1 would be whole and r2 half written (its case, not its alert).
+    assert written == ((0, 0, 0) if joined else (3, 3, 2))
+    assert slack.attempted == []
+
+
+def test_a_batch_writes_each_response_and_attempts_each_alert_once(sessions: Sessions) -> None:
+    slack = FakeSender()
+    dispatcher = sql_dispatcher(sessions, SqlOutbox(sessions), slack)
+
+    async def twice() -> None:
+        await dispatcher.handle_many(a_batch(5))
+        # The same batch again, as after a crash before its events were acked.
+        await dispatcher.handle_many(a_batch(5))
+        await dispatcher.settle()
+
+    run(twice())
+
+    assert sorted(entry.subject_id for entry in slack.sent) == [f"r{i}" for i in range(5)]
+    assert (rows(sessions, CaseRow), rows(sessions, AlertRow)) == (5, 5)
+
+
+def test_slack_being_slow_does_not_hold_up_the_stream_beyond_the_attempts_at_once(
+    sessions: Sessions,
+) -> None:
+    """Attempts run in the background: a batch returns (and its events are acked) while
+    Slack has not answered; once ``attempts_at_once`` attempts are under way, the next
+    batch waits for a slot, so the stream never runs away from Slack."""
+    slack = HeldSender(expected=3)
+    outbox = SqlOutbox(sessions)
+    dispatcher = sql_dispatcher(sessions, outbox, slack, attempts_at_once=3)
+
+    async def scenario() -> None:
+        await asyncio.wait_for(dispatcher.handle_many(a_batch(3)), timeout=30)
+        await asyncio.wait_for(slack.all_started.wait(), timeout=30)
+        assert slack.sent == []
+        more = asyncio.ensure_future(
+            dispatcher.handle_many([a_classified_response(2, response_id="r3", customer_id="c3")])
+        )
+        await asyncio.sleep(0.3)
+        assert not more.done()  # waiting for a slot
+        assert len(slack.started) == 3
+        slack.release.set()
+        await asyncio.wait_for(more, timeout=30)
+        await asyncio.wait_for(dispatcher.settle(), timeout=30)
+
+    run(scenario())
+    assert sorted(entry.subject_id for entry in slack.sent) == ["r0", "r1", "r2", "r3"]
+
+
+def test_an_attempt_cut_short_at_shutdown_is_left_to_its_lease(sessions: Sessions) -> None:
+    """settle(grace) cancels what is still going: the delivery stays pending, claimed until
+    its lease ends, when the retry timer attempts it again."""
+    slack = HeldSender(expected=1)
+    outbox = SqlOutbox(sessions)
+    dispatcher = sql_dispatcher(sessions, outbox, slack)
+
+    async def scenario() -> None:
+        await dispatcher.handle_many(a_batch(1))
+        await asyncio.wait_for(slack.all_started.wait(), timeout=30)
+        await dispatcher.settle(grace=0.1)
+
+    run(scenario())
+    [key] = outbox.keys_about("alert", "r0")
+    status, _ = outbox.payload_of(key) or ("", {})
+    assert status == PENDING and slack.sent == []
+    assert outbox.due(datetime.now(UTC), 10) == []  # leased, not due yet
+
+
+def test_joined_writes_are_seen_by_other_sessions_only_once_the_block_commits(
+    sessions: Sessions,
+) -> None:
+    cases = SqlCases(sessions)
+    now = datetime.now(UTC)
+    with sessions.together():
+        cases.remember_alert("r0", {"event_id": "e0"}, now)
+        with sessions.together():  # nested: joins the outer block
+            cases.remember_alert("r1", {"event_id": "e1"}, now)
+        assert rows(sessions, AlertRow) == 0
+    assert rows(sessions, AlertRow) == 2
+    # Outside a block, each write commits on its own.
+    cases.remember_alert("r2", {"event_id": "e2"}, now)
+    assert rows(sessions, AlertRow) == 3
