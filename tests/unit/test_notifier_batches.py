@@ -12,7 +12,14 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.notifier.adapters import PENDING, DeliveryRow, OutboxEntry, Sender, SqlOutbox
+from services.notifier.adapters import (
+    _KEYS_ABOUT,
+    PENDING,
+    DeliveryRow,
+    OutboxEntry,
+    Sender,
+    SqlOutbox,
+)
 from services.notifier.bursts import BurstPolicy
 from services.notifier.case_store import AlertRow, CaseRow, SqlCases
 from services.notifier.dispatch import DeliveryMetrics, Dispatcher
@@ -22,7 +29,7 @@ from services.notifier.review_store import (
     SqlReviewDecisions,
     review_decisions_counter,
 )
-from shared.db import Sessions
+from shared.db import Sessions, make_engine
 from tests.unit.builders import FakeClock, a_classified_response, run
 from tests.unit.test_notifier import FakeSender
 
@@ -200,3 +207,14 @@ def test_joined_writes_are_seen_by_other_sessions_only_once_the_block_commits(
     # Outside a block, each write commits on its own.
     cases.remember_alert("r2", {"event_id": "e2"}, now)
     assert rows(sessions, AlertRow) == 3
+
+
+def test_a_response_s_deliveries_are_found_through_an_index(database_url: str) -> None:
+    """Every response looks for its earlier alert: without the index, a scan of the whole
+    outbox (20,000 rows in the chaos test's large run) on each one."""
+    engine = make_engine(database_url)
+    statement = str(_KEYS_ABOUT.compile(dialect=engine.dialect))
+    with engine.connect() as connection:
+        plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", ("alert", "r0")).all()
+    engine.dispose()
+    assert "USING INDEX ix_notifier_deliveries_subject" in " ".join(map(str, plan))
