@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.notifier.adapters import (
     _KEYS_ABOUT,
     PENDING,
+    DeliveryFailed,
     DeliveryRow,
     OutboxEntry,
     Sender,
@@ -52,7 +53,8 @@ class RefusingOutbox(SqlOutbox):
 class HeldSender:
     """Starts every send, and lets none finish until released."""
 
-    def __init__(self, expected: int) -> None:
+    def __init__(self, expected: int, failing_first: int = 0) -> None:
+        self.failing_first = failing_first
         self.expected = expected
         self.started: list[OutboxEntry] = []
         self.sent: list[OutboxEntry] = []
@@ -60,6 +62,9 @@ class HeldSender:
         self.release = asyncio.Event()
 
     async def send(self, entry: OutboxEntry) -> str:
+        if self.failing_first:
+            self.failing_first -= 1
+            raise DeliveryFailed("Slack answered 500: fatal_error")
         self.started.append(entry)
         if len(self.started) >= self.expected:
             self.all_started.set()
@@ -78,6 +83,7 @@ def sql_dispatcher(
     *,
     joined: bool = True,
     attempts_at_once: int = 8,
+    clock: FakeClock | None = None,
 ) -> Dispatcher:
     registry = CollectorRegistry()
     senders: dict[Channel, Sender] = {Channel.SLACK: slack, Channel.EMAIL: FakeSender()}
@@ -87,7 +93,7 @@ def sql_dispatcher(
         senders,
         CONFIG,
         DeliveryMetrics.create(registry),
-        clock=FakeClock(datetime.now(UTC)),
+        clock=clock or FakeClock(datetime.now(UTC)),
         cases=SqlCases(sessions),
         reviews=ReviewLedger(
             SqlReviewDecisions(sessions),
@@ -172,6 +178,27 @@ def test_slack_being_slow_does_not_hold_up_the_stream_beyond_the_attempts_at_onc
 
     run(scenario())
     assert sorted(entry.subject_id for entry in slack.sent) == ["r0", "r1", "r2", "r3"]
+
+
+def test_due_retries_are_attempted_side_by_side(sessions: Sessions) -> None:
+    """The retry timer's attempts run at once, not one after another: one Slack call that
+    hangs no longer holds up every retry behind it."""
+    slack = HeldSender(expected=3, failing_first=3)
+    clock = FakeClock(datetime.now(UTC))
+    dispatcher = sql_dispatcher(sessions, SqlOutbox(sessions), slack, clock=clock)
+
+    async def scenario() -> int:
+        await dispatcher.handle_many(a_batch(3))
+        await dispatcher.settle()  # each first attempt failed: three retries pending
+        clock.advance(600)
+        retrying = asyncio.ensure_future(dispatcher.retry_due())
+        # One after another, the second would not start until the first was released.
+        await asyncio.wait_for(slack.all_started.wait(), timeout=30)
+        slack.release.set()
+        return await asyncio.wait_for(retrying, timeout=30)
+
+    assert run(scenario()) == 3
+    assert sorted(entry.subject_id for entry in slack.sent) == ["r0", "r1", "r2"]
 
 
 def test_an_attempt_cut_short_at_shutdown_is_left_to_its_lease(sessions: Sessions) -> None:
