@@ -360,10 +360,17 @@ class Dispatcher:
         """Run an attempt in the background once a slot is free."""
         slots = self._slots_here()
         await slots.acquire()
-        task = asyncio.ensure_future(attempt)
+        task = asyncio.ensure_future(self._within_bounds(attempt))
         self._attempts.add(task)
         task.add_done_callback(functools.partial(self._attempt_ended, slots))
         return task
+
+    async def _within_bounds(self, attempt: Awaitable[None]) -> None:
+        # Every call an attempt makes has a timeout of its own, yet should one wait for good
+        # (a database lock), its slot must not go with it: the stream and the retry timer
+        # wait for slots. Cut short, it is attempted again once its lease ends.
+        async with asyncio.timeout(self.attempt_timeout * (LEASE_TIMEOUTS + 2)):
+            await attempt
 
     def _slots_here(self) -> asyncio.Semaphore:
         # A semaphore belongs to one event loop; a worker has one, a test may run several.

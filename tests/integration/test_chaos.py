@@ -326,10 +326,15 @@ def stuck_where(stack: Stack) -> list[str]:
     for spec in (topics.RESPONSES, topics.RESPONSES_CLASSIFIED, topics.CASES):
         records = collect(stack.bootstrap, stack.topic(spec.name), 10**9, timeout=10.0)
         lines.append(f"{spec.name}: {len(records)} records")
+    shown = ("npsloop_consumer_lag", "npsloop_outbox_pending", "npsloop_consumer_rereads_total")
     for service in SERVICES:
         status, body = http_get(stack.url(service) + "/metrics")
-        lag = [line for line in body.splitlines() if line.startswith("npsloop_consumer_lag")]
+        lag = [line for line in body.splitlines() if line.startswith(shown)]
         lines.append(f"{service} ({status}): {lag}")
+        # mode writes every asyncio task's stack to the worker's log on SIGUSR1: what each
+        # was waiting for, should one wait for good.
+        stack.processes[service].send_signal(signal.SIGUSR1)
+    time.sleep(1.0)
     return lines
 
 

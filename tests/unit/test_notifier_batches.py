@@ -84,6 +84,7 @@ def sql_dispatcher(
     joined: bool = True,
     attempts_at_once: int = 8,
     clock: FakeClock | None = None,
+    **more: Any,
 ) -> Dispatcher:
     registry = CollectorRegistry()
     senders: dict[Channel, Sender] = {Channel.SLACK: slack, Channel.EMAIL: FakeSender()}
@@ -105,6 +106,7 @@ def sql_dispatcher(
         bursts=BurstPolicy(0, 1_000_000),
         attempts_at_once=attempts_at_once,
         **options,
+        **more,
     )
 
 
@@ -199,6 +201,38 @@ def test_due_retries_are_attempted_side_by_side(sessions: Sessions) -> None:
 
     assert run(scenario()) == 3
     assert sorted(entry.subject_id for entry in slack.sent) == ["r0", "r1", "r2"]
+
+
+def test_an_attempt_stuck_for_good_gives_its_slot_back(sessions: Sessions) -> None:
+    """Every call an attempt makes has a timeout but one: should one never return (here the
+    hook after a send), the attempt is cut short once past its lease and frees its slot,
+    and the stream goes on; the delivery is attempted again when its lease ends."""
+    never = asyncio.Event()
+
+    async def stuck(entry: OutboxEntry, provider_ref: str) -> None:
+        await never.wait()
+
+    slack = FakeSender()
+    dispatcher = sql_dispatcher(
+        sessions,
+        SqlOutbox(sessions),
+        slack,
+        attempts_at_once=1,
+        on_sent=stuck,
+        attempt_timeout_seconds=0.05,
+    )
+
+    async def scenario() -> None:
+        await dispatcher.handle_many(a_batch(1))
+        # The only slot is held by r0's attempt until it is cut short.
+        await asyncio.wait_for(
+            dispatcher.handle_many([a_classified_response(2, response_id="r1", customer_id="c1")]),
+            timeout=30,
+        )
+        await asyncio.wait_for(dispatcher.settle(), timeout=30)
+
+    run(scenario())
+    assert [entry.subject_id for entry in slack.sent] == ["r0", "r1"]
 
 
 def test_an_attempt_cut_short_at_shutdown_is_left_to_its_lease(sessions: Sessions) -> None:
