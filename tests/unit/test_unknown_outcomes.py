@@ -234,3 +234,56 @@ def test_an_alert_whose_last_attempt_may_have_landed_is_not_taken_into_a_summary
 
     assert uncertain not in {entry.idempotency_key for entry in claimed}
     assert len(claimed) == 5
+
+
+class LookingFails:
+    """A post that times out (it may have landed), then looks that fail ``failures`` times
+    before Slack answers that the message is not there."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.looks = 0
+        self.posts: list[OutboxEntry] = []
+
+    async def send(self, entry: OutboxEntry) -> str:
+        self.posts.append(entry)
+        if len(self.posts) == 1:
+            raise DeliveryFailed(NO_ANSWER, maybe_delivered=True)
+        return "C0ALERTS:1700000000.000001"
+
+    async def find(self, entry: OutboxEntry) -> str | None:
+        self.looks += 1
+        if self.looks <= self.failures:
+            raise DeliveryFailed("Slack answered 500 while looking for an earlier attempt")
+        return None
+
+
+def test_a_delivery_whose_look_keeps_failing_is_not_given_up_on() -> None:
+    """Out of attempts only by failed looks, it is neither dead nor sent blind: it keeps
+    looking until Slack answers, then posts once."""
+    slack = LookingFails(failures=5)
+    dead: list[str] = []
+
+    async def record(entry: OutboxEntry, reason: str) -> None:
+        dead.append(reason)
+
+    outbox = FakeOutbox()
+    clock = FakeClock(datetime.now(UTC))
+    dispatcher = Dispatcher(
+        outbox,
+        {Channel.SLACK: slack, Channel.EMAIL: FakeSender()},
+        CONFIG,
+        DeliveryMetrics.create(CollectorRegistry()),
+        clock=clock,
+        max_attempts=3,
+        retry_max_seconds=5,
+        on_dead=record,
+    )
+    run(dispatcher.handle(a_classified_response(2)))
+    for _ in range(60):
+        clock.advance(30)
+        run(dispatcher.retry_due())
+
+    [row] = outbox.rows.values()
+    assert dead == [] and row.status == "sent"
+    assert slack.looks == 6 and len(slack.posts) == 2
