@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -169,9 +168,17 @@ def checked(browser: WebDriver, name: str) -> str | None:
 
 
 def wait_for_heading(browser: WebDriver, heading: str) -> None:
-    """Wait for the next page: the old page's heading may go stale while it is being read."""
-    WebDriverWait(browser, 15, ignored_exceptions=(StaleElementReferenceException,)).until(
-        lambda d: d.find_element(By.TAG_NAME, "h1").text == heading
+    """Wait for the next page. The heading is read in the page by script, holding no
+    reference to a node: the old page's heading, found and then read while the next page
+    replaces it, failed as stale, or as "Node with given id does not belong to the
+    document" from chromedriver."""
+    WebDriverWait(browser, 15).until(
+        lambda d: (
+            d.execute_script(
+                "const h = document.querySelector('h1'); return h ? h.innerText : null"
+            )
+            == heading
+        )
     )
 
 
