@@ -310,7 +310,7 @@ class Dispatcher:
             new_version, case, to_announce = intake.new_version, intake.case, intake.to_announce
         classified = self._with_invitation_contact(classified)
         if self.reviews is not None:
-            self.reviews.record_now(classified, routing.actions, now)
+            self.reviews.record(classified, routing.actions, now)
         deliveries = plan(classified, self.config, routing.actions, now, self._view(case))
         lease_until, pacing = self._lease_until(now), self._pacing(now)
         return Taken(

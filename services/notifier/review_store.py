@@ -147,29 +147,19 @@ class ReviewLedger:
         self.is_suppressed = is_suppressed
         self.counter = counter
 
-    async def record(
+    def record(
         self, classified: ClassifiedResponse, actions: Sequence[Action], now: datetime
     ) -> ReviewDecision | None:
-        return await asyncio.to_thread(self.record_now, classified, actions, now)
-
-    def record_now(
-        self, classified: ClassifiedResponse, actions: Sequence[Action], now: datetime
-    ) -> ReviewDecision | None:
-        """``record`` in the calling thread: the notifier's intake of a batch calls it in the
-        thread (and the transaction) where it takes the batch in."""
-        decided = decide_review_for(classified, self.config, actions)
-        if decided is None:
+        """Decide and store, in the calling thread: the notifier's intake calls it in the
+        thread (and the transaction) where it takes its batch in."""
+        decision = decide_review_for(classified, self.config, actions)
+        if decision is None:
             return None
-        decision, recorded = self._record(decided, now)
-        if recorded:
-            self.counter.labels(_outcome(decision.asked), decision.reason.value).inc()
-        return decision
-
-    def _record(self, decision: ReviewDecision, now: datetime) -> tuple[ReviewDecision, bool]:
-        # In a thread: the suppression check and the write take one hop, not two.
         if decision.asked and self.is_suppressed(decision.customer_id):
             decision = decision.suppressed()
-        return decision, self.store.record(decision, now)
+        if self.store.record(decision, now):
+            self.counter.labels(_outcome(decision.asked), decision.reason.value).inc()
+        return decision
 
     async def forget_customer(self, customer_id: str) -> None:
         await asyncio.to_thread(self.store.forget_customer, customer_id)
