@@ -12,6 +12,7 @@ The fake Slack answers like the Web API does: it checks the bot token, knows its
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import json
 import random
@@ -417,6 +418,20 @@ class FakeSlack(FakeServer):
         self.token = token
         # ts -> the message as last posted or updated (channel id, text, blocks).
         self.messages: dict[str, dict[str, Any]] = {}
+        # channel id -> its messages' ts as numbers, oldest first: a page of history is a
+        # slice, not a sort of every message (at 20,000 responses, the chaos test's looks
+        # held up every post while the fake sorted tens of thousands).
+        self._timeline: dict[str, list[tuple[float, str]]] = {}
+        # Slack's clock, which stamps each message's ts: a test may set it back.
+        self.clock: Callable[[], float] = time.time
+        self._posted = 0
+
+    def add_message(self, channel: str, text: str, metadata: dict[str, Any] | None = None) -> str:
+        """Post as someone else would (another app, a person): returns its ts."""
+        body = {"channel": channel, "text": text, "metadata": metadata}
+        with self._answer_lock:
+            answer = self._post_or_update("chat.postMessage", body)
+        return str(json.loads(answer[2])["ts"])
 
     def channel_id(self, name: str) -> str:
         """The id the fake gives a channel of its list."""
@@ -439,7 +454,7 @@ class FakeSlack(FakeServer):
         if self.token is not None and auth.removeprefix("Bearer ") != self.token:
             return _json(200, {"ok": False, "error": "invalid_auth"})
         if method in ("chat.postMessage", "chat.update"):
-            return self._post_or_update(method, received.body, number)
+            return self._post_or_update(method, received.body)
         if method == "conversations.list":
             return self._conversations(received.body)
         if method == "conversations.history":
@@ -459,7 +474,8 @@ class FakeSlack(FakeServer):
             )
         return _json(200, {"ok": False, "error": "unknown_method"})
 
-    def _post_or_update(self, method: str, body: dict[str, Any], number: int) -> Answer:
+    def _post_or_update(self, method: str, body: dict[str, Any]) -> Answer:
+        # Called with the answer lock held.
         channel = self._find_channel(body.get("channel"))
         if channel is None:
             return _json(200, {"ok": False, "error": "channel_not_found"})
@@ -487,7 +503,8 @@ class FakeSlack(FakeServer):
                 return _json(200, {"ok": False, "error": "message_not_found"})
         else:
             # Like Slack: the time it was posted, unique in the channel.
-            ts = f"{int(time.time())}.{number:06d}"
+            self._posted += 1
+            ts = f"{int(self.clock())}.{self._posted:06d}"
         metadata = body.get("metadata")
         if isinstance(metadata, str):
             metadata = json.loads(metadata)
@@ -500,6 +517,8 @@ class FakeSlack(FakeServer):
             "blocks": blocks,
             "metadata": metadata,
         }
+        if ts not in self.messages:
+            bisect.insort(self._timeline.setdefault(channel, []), (float(ts), ts))
         self.messages[ts] = message
         return _json(
             200,
@@ -513,22 +532,53 @@ class FakeSlack(FakeServer):
         )
 
     def _history(self, body: dict[str, Any]) -> Answer:
-        """conversations.history, newest first, one page: with message metadata only when
-        include_all_metadata is asked for, as Slack does."""
+        """conversations.history as Slack pages it: newest first, at most ``limit`` (100
+        unless asked, 999 at most) between ``oldest`` and ``latest`` (both left out unless
+        ``inclusive``), the rest behind a cursor; with message metadata only when
+        include_all_metadata is asked for."""
         channel = body.get("channel")
         if channel not in self.channels:
             return _json(200, {"ok": False, "error": "channel_not_found"})
-        oldest = float(body.get("oldest") or 0)
+        try:
+            oldest = float(body.get("oldest") or 0)
+            latest = float(body.get("latest") or "inf")
+            limit = max(1, min(int(body.get("limit") or 100), 999))
+        except ValueError:
+            return _json(200, {"ok": False, "error": "invalid_arguments"})
+        inclusive = str(body.get("inclusive")).lower() in ("1", "true")
         with_metadata = str(body.get("include_all_metadata")).lower() in ("1", "true")
+        timeline = self._timeline.get(channel, [])
+        # The first message past the window's end, counting back from it.
+        end = (
+            bisect.bisect_right(timeline, (latest, "~"))
+            if inclusive
+            else (bisect.bisect_left(timeline, (latest, "")))
+        )
+        cursor = body.get("cursor")
+        if cursor:
+            try:
+                end = int(base64.b64decode(cursor, validate=True).decode().removeprefix("at:"))
+            except ValueError:
+                return _json(200, {"ok": False, "error": "invalid_cursor"})
+        start = (
+            bisect.bisect_left(timeline, (oldest, ""))
+            if inclusive
+            else (bisect.bisect_right(timeline, (oldest, "~")))
+        )
+        page = timeline[max(start, end - limit) : end][::-1]
         found = []
-        for ts, message in sorted(self.messages.items(), reverse=True):
-            if message["channel"] != channel or float(ts) < oldest:
-                continue
+        for _, ts in page:
+            message = self.messages[ts]
             shown = {"type": "message", "ts": ts, "text": message["text"]}
             if with_metadata and message.get("metadata"):
                 shown["metadata"] = message["metadata"]
             found.append(shown)
-        return _json(200, {"ok": True, "messages": found, "has_more": False})
+        more = end - limit > start
+        answer: dict[str, Any] = {"ok": True, "messages": found, "has_more": more}
+        if more:
+            next_cursor = base64.b64encode(f"at:{end - limit}".encode()).decode()
+            answer["response_metadata"] = {"next_cursor": next_cursor}
+        return _json(200, answer)
 
     def _conversations(self, body: dict[str, Any]) -> Answer:
         try:

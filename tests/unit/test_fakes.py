@@ -140,6 +140,42 @@ def test_a_cursor_slack_never_gave_is_refused(slack: FakeSlack) -> None:
     assert error.response["error"] == "invalid_cursor"
 
 
+def test_history_is_paged_newest_first_between_oldest_and_latest(slack: FakeSlack) -> None:
+    """As Slack pages conversations.history: a look that reads too few pages misses what
+    lies behind them, so the fake must not hand over the whole channel at once."""
+    channel = slack.channel_id("customer-feedback")
+    slack.clock = lambda: 1_700_000_000.0
+    early = [slack.add_message(channel, f"early {n}") for n in range(3)]
+    slack.clock = lambda: 1_700_000_100.0
+    later = [slack.add_message(channel, f"later {n}") for n in range(250)]
+    slack.clock = lambda: 1_700_000_200.0
+    slack.add_message(channel, "last")
+    web = client(slack)
+
+    first = web.conversations_history(channel=channel, oldest="1700000050", latest="1700000150")
+    assert [m["ts"] for m in first["messages"]] == later[::-1][:100]
+    assert first["has_more"] is True
+    pages = [first]
+    while pages[-1]["has_more"]:
+        cursor = pages[-1]["response_metadata"]["next_cursor"]
+        pages.append(
+            web.conversations_history(
+                channel=channel, oldest="1700000050", latest="1700000150", cursor=cursor
+            )
+        )
+    assert [len(page["messages"]) for page in pages] == [100, 100, 50]
+    assert [m["ts"] for page in pages for m in page["messages"]] == later[::-1]
+    everything = web.conversations_history(channel=channel, limit=999)["messages"]
+    assert [m["text"] for m in everything][-3:] == ["early 2", "early 1", "early 0"]
+    assert len(everything) == 254 and everything[-1]["ts"] == early[0]
+    inclusive = web.conversations_history(
+        channel=channel, oldest=early[1], latest=early[2], inclusive=True
+    )
+    assert [m["ts"] for m in inclusive["messages"]] == [early[2], early[1]]
+    between = web.conversations_history(channel=channel, oldest=early[0], latest=early[2])
+    assert [m["ts"] for m in between["messages"]] == [early[1]]
+
+
 # --- Slack: what Slack refuses --------------------------------------------------------------
 
 
