@@ -39,6 +39,9 @@ IN_FLIGHT = "in flight: the attempt did not finish"
 NO_ANSWER = "the provider did not answer in time"
 # The provider could not be asked whether an earlier attempt delivered: still unknown.
 STILL_UNKNOWN = "an earlier attempt may have delivered"
+# The longest one attempt at a delivery takes, in timeouts of one call: the dispatcher cuts
+# it short then, so a message it posted has a ts within that much of its start.
+ATTEMPT_TIMEOUTS = 5
 # A Slack channel's turn is a row of the outbox too, so that every worker sees it (and no
 # migration was needed): next_attempt_at is when the turn ends, attempts counts the turns.
 TURN, CHANNEL_TURN = "turn", "channel_turn"
@@ -64,6 +67,9 @@ class DeliveryRow(Base):
     provider_ref: Mapped[str | None] = mapped_column(String(200))
     last_error: Mapped[str | None] = mapped_column(String(2000))
     origin_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # When the attempt began that may have delivered (or, once it is known, the latest one):
+    # the window of the channel's history a look for it reads.
+    attempted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class SuppressionRow(Base):
@@ -81,7 +87,7 @@ _BY_KEY = _DELIVERIES.c.idempotency_key == bindparam("key")
 _KEYS_ABOUT = select(_DELIVERIES.c.idempotency_key).where(
     _DELIVERIES.c.kind == bindparam("kind"), _DELIVERIES.c.response_id == bindparam("subject_id")
 )
-_LAST_ERROR = select(_DELIVERIES.c.last_error).where(_BY_KEY)
+_LAST_ATTEMPT = select(_DELIVERIES.c.last_error, _DELIVERIES.c.attempted_at).where(_BY_KEY)
 _ROW = select(_DELIVERIES).where(_BY_KEY)
 _CLAIM = (
     update(_DELIVERIES)
@@ -94,6 +100,7 @@ _CLAIM = (
         next_attempt_at=bindparam("lease_until"),
         attempts=_DELIVERIES.c.attempts + 1,
         last_error=IN_FLIGHT,
+        attempted_at=bindparam("began"),
     )
 )
 _TAKE_TURN = (
@@ -105,6 +112,7 @@ _TAKE_TURN = (
         attempts=_DELIVERIES.c.attempts + 1,
     )
 )
+_BEGAN = update(_DELIVERIES).where(_BY_KEY).values(attempted_at=bindparam("now"))
 _TURN_ENDS = select(_DELIVERIES.c.next_attempt_at).where(_BY_KEY)
 _WAITING = (
     select(_DELIVERIES.c.idempotency_key, _DELIVERIES.c.last_error)
@@ -155,6 +163,8 @@ class OutboxEntry:
     created_at: datetime | None = None
     # How the attempt before this one ended (None: this is the first, or it was retried).
     previous_error: str | None = None
+    # When the attempt began that may have delivered it (when ``outcome_unknown``).
+    attempted_at: datetime | None = None
 
     @property
     def outcome_unknown(self) -> bool:
@@ -231,7 +241,11 @@ class Outbox(Protocol):
     def mark_all_sent(self, keys: Sequence[str], provider_ref: str, now: datetime) -> None:
         """Mark deliveries sent together, in one message (a burst summary)."""
 
-    def mark_retry(self, key: str, error: str, next_attempt_at: datetime) -> None: ...
+    def mark_retry(
+        self, key: str, error: str, next_attempt_at: datetime, counted: bool = True
+    ) -> None:
+        """Leave a delivery pending until ``next_attempt_at``; not ``counted``: the attempt
+        does not count towards the limit (it only looked, and the look failed)."""
 
     def release(self, key: str, next_attempt_at: datetime, previous_error: str | None) -> None:
         """Give back a claimed delivery that was not tried after all, due again at
@@ -398,8 +412,11 @@ class SqlOutbox:
                 .values(status=SENT, sent_at=now, provider_ref=provider_ref[:200], last_error=None)
             )
 
-    def mark_retry(self, key: str, error: str, next_attempt_at: datetime) -> None:
-        self._set(key, next_attempt_at=next_attempt_at, last_error=error[:2000])
+    def mark_retry(
+        self, key: str, error: str, next_attempt_at: datetime, counted: bool = True
+    ) -> None:
+        attempts = DeliveryRow.attempts if counted else DeliveryRow.attempts - 1
+        self._set(key, next_attempt_at=next_attempt_at, last_error=error[:2000], attempts=attempts)
 
     def release(self, key: str, next_attempt_at: datetime, previous_error: str | None) -> None:
         with self._sessions.begin() as session:
@@ -567,10 +584,16 @@ def _claim(
 ) -> OutboxEntry | None:
     """Claim a pending, due delivery; ``fresh``: added in this transaction, so no attempt
     came before it."""
-    previous_error = (
-        None if fresh else session.execute(_LAST_ERROR, {"key": key}).scalar_one_or_none()
-    )
-    if not _claim_row(session, key, now, lease_until):
+    previous_error, began = None, now
+    if not fresh:
+        last = session.execute(_LAST_ATTEMPT, {"key": key}).first()
+        if last is not None:
+            previous_error = last.last_error
+            if may_have_delivered(previous_error) and last.attempted_at is not None:
+                # Looked for where that attempt may have posted: its time is kept until the
+                # look has settled it.
+                began = last.attempted_at
+    if not _claim_row(session, key, now, lease_until, began):
         return None
     return _entry(session.execute(_ROW, {"key": key}).one(), previous_error)
 
@@ -600,6 +623,10 @@ def _pace(
         # The delivery waits, pending, for the end of the turn that holds the channel.
         _release(session, entry.idempotency_key, busy_until, entry.previous_error)
         return Busy(busy_until)
+    if entry.outcome_unknown:
+        # The look found nothing, and this attempt sends: its own time is what a look
+        # after it must read around.
+        session.execute(_BEGAN, {"key": entry.idempotency_key, "now": now})
     if entry.kind != DeliveryKind.ALERT.value or not can_join_a_summary(entry.payload):
         return ()
     waiting = _claim_waiting(
@@ -684,7 +711,7 @@ def _claim_waiting(
     # Row by row with claim's condition, so a row another worker took meanwhile is skipped,
     # never shared; in key order, so two workers cannot deadlock.
     for key in sorted(keys):
-        if _claim_row(session, key, now, lease_until):
+        if _claim_row(session, key, now, lease_until, now):
             claimed.append(key)
     rows = session.execute(
         select(DeliveryRow).where(DeliveryRow.idempotency_key.in_(claimed)).order_by(DeliveryRow.id)
@@ -692,10 +719,14 @@ def _claim_waiting(
     return [_entry(row) for row in rows]
 
 
-def _claim_row(session: Session, key: str, now: datetime, lease_until: datetime) -> bool:
+def _claim_row(
+    session: Session, key: str, now: datetime, lease_until: datetime, began: datetime
+) -> bool:
     """One conditional UPDATE: of two workers trying the same pending, due row, one wins; the
-    row says it is in flight until the attempt records how it ended."""
-    claimed = session.execute(_CLAIM, {"key": key, "now": now, "lease_until": lease_until})
+    row says it is in flight until the attempt records how it ended, and when the attempt
+    that may deliver it began."""
+    values = {"key": key, "now": now, "lease_until": lease_until, "began": began}
+    claimed = session.execute(_CLAIM, values)
     return getattr(claimed, "rowcount", 0) == 1
 
 
@@ -712,6 +743,7 @@ def _entry(row: Any, previous_error: str | None = None) -> OutboxEntry:
         subject_id=row.response_id,
         created_at=row.created_at,
         previous_error=previous_error,
+        attempted_at=row.attempted_at,
     )
 
 
@@ -771,11 +803,17 @@ class SlackSender:
     posted again. This needs the channels:history scope; without it, the retry posts.
     """
 
-    # How far back, before the delivery was recorded, its message is looked for.
+    # A look reads the channel's history from a little before the attempt that may have
+    # posted began (the clocks of Slack and the worker may differ) to a while after it could
+    # have lasted (Slack may take a request in after the client gave up on it).
+    LOOK_BEFORE = timedelta(seconds=10)
+    LOOK_AFTER = timedelta(seconds=20)
+    # For a delivery recorded before attempts kept their time: from this long before that.
     LOOKBACK = timedelta(minutes=2)
     HISTORY_PAGES = 5
 
     def __init__(self, token: str, base_url: str, timeout_seconds: float) -> None:
+        self._attempt_lasts = timedelta(seconds=timeout_seconds * ATTEMPT_TIMEOUTS)
         self._timeout = int(max(timeout_seconds, 1))
         # base_url ends in "/": the setting guarantees it (slack-sdk joins method names on).
         self._slack = AsyncWebClient(token=token, base_url=base_url, timeout=self._timeout)
@@ -805,14 +843,14 @@ class SlackSender:
         if "ts" in entry.payload or entry.created_at is None:
             # An update changes a message in place: doing it twice shows the same thing.
             return None
-        oldest = f"{(entry.created_at - self.LOOKBACK).timestamp():.6f}"
+        oldest, latest = self._window(entry, entry.created_at)
         channels = [entry.payload.get("channel"), entry.payload.get("fallback_channel")]
         try:
             for name in [c for c in channels if isinstance(c, str) and c]:
                 channel_id = await self._channel_id(name)
                 if channel_id is None:
                     continue
-                ts = await self._posted(channel_id, oldest, entry.idempotency_key)
+                ts = await self._posted(channel_id, oldest, latest, entry.idempotency_key)
                 if ts is not None and ts.startswith("summary:"):
                     return f"summary:{channel_id}:{ts.removeprefix('summary:')}"
                 if ts is not None:
@@ -831,6 +869,16 @@ class SlackSender:
             raise DeliveryFailed(f"Slack unreachable: {type(exc).__name__}: {exc}") from exc
         return None
 
+    def _window(self, entry: OutboxEntry, created_at: datetime) -> tuple[str, str | None]:
+        """Slack's oldest and latest of the history where an earlier attempt's message is:
+        around when that attempt began, not everything since the delivery was recorded (in
+        a busy channel the message would be past the pages a look reads)."""
+        if entry.attempted_at is None:
+            return f"{(created_at - self.LOOKBACK).timestamp():.6f}", None
+        oldest = entry.attempted_at - self.LOOK_BEFORE
+        latest = entry.attempted_at + self._attempt_lasts + self.LOOK_AFTER
+        return f"{oldest.timestamp():.6f}", f"{latest.timestamp():.6f}"
+
     async def _channel_id(self, channel: str) -> str | None:
         if _SLACK_CHANNEL_ID.match(channel):
             return channel
@@ -848,12 +896,15 @@ class SlackSender:
                     break
         return self._channel_ids.get(channel if channel.startswith("#") else f"#{channel}")
 
-    async def _posted(self, channel_id: str, oldest: str, key: str) -> str | None:
+    async def _posted(
+        self, channel_id: str, oldest: str, latest: str | None, key: str
+    ) -> str | None:
         cursor = None
         for _ in range(self.HISTORY_PAGES):
             page = await self._client().conversations_history(
                 channel=channel_id,
                 oldest=oldest,
+                latest=latest,
                 include_all_metadata=True,
                 limit=200,
                 cursor=cursor,

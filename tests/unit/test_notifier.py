@@ -167,6 +167,7 @@ class FakeRow:
     provider_ref: str | None = None
     last_error: str | None = None
     created_at: datetime | None = None
+    attempted_at: datetime | None = None
 
 
 class FakeOutbox:
@@ -255,6 +256,8 @@ class FakeOutbox:
             row.next_attempt_at = lease_until
             row.attempts += 1
             previous_error, row.last_error = row.last_error, IN_FLIGHT
+            if not (may_have_delivered(previous_error) and row.attempted_at is not None):
+                row.attempted_at = now
             return self._entry(key, previous_error)
 
     def _entry(self, key: str, previous_error: str | None = None) -> OutboxEntry:
@@ -270,6 +273,7 @@ class FakeOutbox:
             subject_id=row.delivery.subject_id,
             created_at=row.created_at,
             previous_error=previous_error,
+            attempted_at=row.attempted_at,
         )
 
     def claim_waiting(
@@ -299,6 +303,7 @@ class FakeOutbox:
                 row = self.rows[key]
                 row.next_attempt_at = lease_until
                 row.attempts += 1
+                row.attempted_at = now
                 previous_error, row.last_error = row.last_error, IN_FLIGHT
                 claimed.append(self._entry(key, previous_error))
             return claimed
@@ -310,6 +315,8 @@ class FakeOutbox:
         if busy_until is not None:
             self.release(entry.idempotency_key, busy_until, entry.previous_error)
             return Busy(busy_until)
+        if entry.outcome_unknown:
+            self.rows[entry.idempotency_key].attempted_at = now
         if entry.kind != DeliveryKind.ALERT.value or not can_join_a_summary(entry.payload):
             return ()
         return tuple(
@@ -388,9 +395,13 @@ class FakeOutbox:
         self.rows[key].provider_ref = provider_ref
         self.rows[key].last_error = None
 
-    def mark_retry(self, key: str, error: str, next_attempt_at: datetime) -> None:
+    def mark_retry(
+        self, key: str, error: str, next_attempt_at: datetime, counted: bool = True
+    ) -> None:
         self.rows[key].next_attempt_at = next_attempt_at
         self.rows[key].last_error = error
+        if not counted:
+            self.rows[key].attempts -= 1
 
     def mark_failed(self, key: str, error: str) -> None:
         self.rows[key].status = "failed"

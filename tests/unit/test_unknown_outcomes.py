@@ -3,6 +3,7 @@ looked for at the provider before it is tried again: Slack gets each alert once.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,8 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.notifier.adapters import (
     IN_FLIGHT,
     NO_ANSWER,
+    STILL_UNKNOWN,
     DeliveryFailed,
     OutboxEntry,
+    Pacing,
     Sender,
     SlackSender,
     SqlOutbox,
@@ -244,11 +247,15 @@ class LookingFails:
         self.failures = failures
         self.looks = 0
         self.posts: list[OutboxEntry] = []
+        # How the posts after the first are answered, in turn (then: posted).
+        self.answers: list[DeliveryFailed] = []
 
     async def send(self, entry: OutboxEntry) -> str:
         self.posts.append(entry)
         if len(self.posts) == 1:
             raise DeliveryFailed(NO_ANSWER, maybe_delivered=True)
+        if self.answers:
+            raise self.answers.pop(0)
         return "C0ALERTS:1700000000.000001"
 
     async def find(self, entry: OutboxEntry) -> str | None:
@@ -287,3 +294,97 @@ def test_a_delivery_whose_look_keeps_failing_is_not_given_up_on() -> None:
     [row] = outbox.rows.values()
     assert dead == [] and row.status == "sent"
     assert slack.looks == 6 and len(slack.posts) == 2
+
+
+def test_failed_looks_do_not_use_up_a_deliverys_attempts() -> None:
+    """Five failed looks, then a post Slack answers 500: with 3 attempts allowed, the alert
+    is tried again and posted, as only two attempts posted (counted, the looks made it dead:
+    at 20,000 responses in the chaos test, 4 alerts were, after 12 to 16 attempts)."""
+    slack = LookingFails(failures=5)
+    slack.answers.append(DeliveryFailed("Slack answered 500: internal_error"))
+    dead: list[str] = []
+
+    async def record(entry: OutboxEntry, reason: str) -> None:
+        dead.append(reason)
+
+    outbox = FakeOutbox()
+    clock = FakeClock(datetime.now(UTC))
+    dispatcher = Dispatcher(
+        outbox,
+        {Channel.SLACK: slack, Channel.EMAIL: FakeSender()},
+        CONFIG,
+        DeliveryMetrics.create(CollectorRegistry()),
+        clock=clock,
+        max_attempts=3,
+        retry_max_seconds=5,
+        on_dead=record,
+    )
+    run(dispatcher.handle(a_classified_response(2)))
+    for _ in range(60):
+        clock.advance(30)
+        run(dispatcher.retry_due())
+
+    [row] = outbox.rows.values()
+    assert dead == [] and row.status == "sent"
+    assert slack.looks == 6 and len(slack.posts) == 3
+    assert row.attempts == 3
+
+
+def test_a_look_reads_around_the_attempt_that_may_have_posted(slack: FakeSlack) -> None:
+    """The alert's attempt posted an hour ago and 1,500 messages followed: more than the
+    pages a look reads, newest first, from when the alert was recorded. Read around when
+    that attempt began, the history holds the alert's message, and it is found."""
+    sender = SlackSender(SLACK_TEST_TOKEN, slack.url + "/api/", 1)
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    slack.clock = lambda: an_hour_ago.timestamp() + 0.5
+    posted = run(sender.send(an_entry(1, None)))
+    slack.clock = time.time
+    channel = slack.channel_id("customer-feedback")
+    for number in range(1500):
+        key = f"alert:other-{number}:slack:#customer-feedback"
+        slack.add_message(channel, "Detractor 3/10", message_metadata(key))
+    recorded = OutboxEntry(**{**an_entry(2, IN_FLIGHT).__dict__, "created_at": an_hour_ago})
+
+    assert run(sender.find(dataclasses.replace(recorded, attempted_at=an_hour_ago))) == posted
+    assert len(slack.received("/api/conversations.history")) == 1
+    # Without the attempt's time (a delivery recorded before it was kept), the look reads
+    # from when the delivery was recorded and gives up after its pages.
+    assert run(sender.find(recorded)) is None
+
+
+def test_a_claim_keeps_the_time_of_the_attempt_that_may_have_posted(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Until a look settles it, every claim keeps when that attempt began; the attempt that
+    sends after the look found nothing takes its own time."""
+    outbox = SqlOutbox(sessions)
+    start = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    alert = an_alert("resp-1")
+    key = alert.idempotency_key
+    outbox.add(alert, start)
+    lease = timedelta(seconds=3)
+
+    def claim(at: datetime) -> OutboxEntry:
+        entry = outbox.claim(key, at, at + lease)
+        assert entry is not None
+        return entry
+
+    assert claim(start).attempted_at == start
+    outbox.mark_retry(key, f"{NO_ANSWER}: Slack: TimeoutError", start)
+    later = start + timedelta(minutes=1)
+    looking = claim(later)
+    assert looking.outcome_unknown and looking.attempted_at == start
+    outbox.mark_retry(key, f"{STILL_UNKNOWN}: Slack answered 500", later, counted=False)
+    again = claim(later + timedelta(minutes=1))
+    assert again.outcome_unknown and again.attempted_at == start
+    assert again.attempts == 2
+
+    sending = later + timedelta(minutes=2)
+    pacing = Pacing(sending + timedelta(seconds=1), burst_minimum=4, burst_limit=24)
+    assert outbox.pace(again, sending, sending + lease, pacing) == ()
+    outbox.mark_retry(key, f"{NO_ANSWER}: Slack: TimeoutError", sending)
+    assert claim(sending + timedelta(minutes=1)).attempted_at == sending
+
+    outbox.mark_retry(key, "Slack answered 500: internal_error", sending)
+    retried = sending + timedelta(minutes=5)
+    assert claim(retried).attempted_at == retried
