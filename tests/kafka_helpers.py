@@ -93,7 +93,7 @@ async def _collect(
     deadline: float,
     settle: float,
     check: Callable[[], None],
-) -> list[tuple[bytes | None, bytes | None]]:
+) -> dict[tuple[int, int], tuple[bytes | None, bytes | None]]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
@@ -106,7 +106,7 @@ async def _collect(
         await consumer._client.force_metadata_update()
         assigned = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         if not assigned:
-            return []
+            return {}
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
         # By place, so that a record read twice (after a new start) counts once.
@@ -130,7 +130,7 @@ async def _collect(
                 # fresh read finds the rest: read again from the start.
                 await consumer.seek_to_beginning(*assigned)
                 last_start = now
-        return [records[place] for place in sorted(records)]
+        return records
     finally:
         await consumer.stop()
 
@@ -152,7 +152,16 @@ def collect(
     broker can leave a consumer that caught up mid-write without the last records.
     """
     deadline = time.monotonic() + timeout
-    return asyncio.run(_collect(bootstrap, topic, count, deadline, settle, check))
+    records = asyncio.run(_collect(bootstrap, topic, count, deadline, settle, check))
+    return [records[place] for place in sorted(records)]
+
+
+def collect_placed(
+    bootstrap: str, topic: str, count: int, timeout: float = 60.0
+) -> dict[tuple[int, int], tuple[bytes | None, bytes | None]]:
+    """Like collect, each record by its place: (partition, offset)."""
+    deadline = time.monotonic() + timeout
+    return asyncio.run(_collect(bootstrap, topic, count, deadline, 0.0, lambda: None))
 
 
 def wait_for_records(

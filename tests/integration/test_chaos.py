@@ -45,7 +45,7 @@ from tests.conftest import create_postgres_database, drop_postgres_database
 from tests.fakes import FakeServer, FakeSlack, Hang, RateLimited, Received, ServerError
 from tests.integration.test_aggregator_exactly_once import Sent, counted, figures
 from tests.integration.test_hostile_messages import CONSUMERS, Hostile, hostile_messages
-from tests.kafka_helpers import collect, produce_many
+from tests.kafka_helpers import collect, collect_placed, produce_many
 from tests.stack import Stack, http_get, http_post, stack_with_fakes
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
@@ -339,6 +339,30 @@ def stuck_where(stack: Stack) -> list[str]:
     return lines
 
 
+def traced(stack: Stack, response_ids: set[str], expected: int) -> list[str]:
+    """Where each of these responses is on the responses and classified topics (partition,
+    offset, event id): what tells a response ingest never published from one a consumer
+    passed over, should one be missing."""
+    lines = []
+    for spec in (topics.RESPONSES, topics.RESPONSES_CLASSIFIED):
+        records = collect_placed(stack.bootstrap, stack.topic(spec.name), expected, timeout=30)
+        for (partition, offset), (_, value) in sorted(records.items()):
+            try:
+                payload = json.loads(value or b"")
+            except ValueError:
+                continue
+            if not isinstance(payload, dict):
+                continue
+            # A classified response carries the response it is about.
+            response = payload.get("response", payload)
+            if isinstance(response, dict) and response.get("response_id") in response_ids:
+                lines.append(
+                    f"{spec.name}[{partition}]@{offset}: {response['response_id']} "
+                    f"event {response.get('event_id')}, of {len(records)} records"
+                )
+    return lines or [f"none of {sorted(response_ids)} is on either topic"]
+
+
 def recipient(mail: Received) -> str:
     address: str = mail.body["personalizations"][0]["to"][0]["email"]
     return address
@@ -566,6 +590,9 @@ def test_under_kills_and_provider_failures_every_response_is_acted_on_once_and_c
     settled = time.monotonic()
     if not done(outcome):
         print("\nnot settled:\n" + "\n".join(stuck_where(stack)))
+        uncased = alerted - set(outcome.cases_in_db)
+        if uncased:
+            print("\n".join(traced(stack, uncased, len(sent.accepted))), flush=True)
     # Anything sent twice would have arrived by now.
     time.sleep(SETTLE_SECONDS)
     slack.fail_randomly(0)
