@@ -238,9 +238,11 @@ class Settings(BaseSettings):
         "database, so more lanes mean more alerts a second, up to what those take.",
     )
     delivery_max_attempts: int = Field(
-        12,
+        400,
         ge=1,
-        description="Attempts of a delivery before it is dead and goes to the dlq with its reason.",
+        description="Attempts of a delivery that sent (a failed look for an earlier attempt does "
+        "not count) before it is dead and goes to the dlq with its reason: 400, with waits of up "
+        "to NPSLOOP_DELIVERY_RETRY_MAX_SECONDS, ride out about a day of Slack or SendGrid outage.",
     )
     aggregate_refresh_seconds: float = Field(
         2.0, gt=0, description="How often the aggregator recomputes its windows for /metrics."

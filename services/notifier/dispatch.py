@@ -234,7 +234,7 @@ class Dispatcher:
         links: LinkMaker | None = None,
         on_sent: SentHook | None = None,
         on_dead: SentHook | None = None,
-        max_attempts: int = 12,
+        max_attempts: int = 400,
         random: Random | None = None,
         rules: RuleSet | None = None,
         cases: SqlCases | None = None,
