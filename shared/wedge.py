@@ -114,6 +114,9 @@ class WedgeWatch:
         if committed is None:
             # Never committed: from the partition's first offset, where the group started.
             committed = (await consumer.earliest_offsets(tp))[tp]
+            first_offsets = getattr(consumer, "_first_offsets", None)
+            if first_offsets is not None:
+                first_offsets[tp] = committed
         await consumer.seek(tp, committed)
 
 

@@ -37,7 +37,11 @@ async def until(condition: Any, seconds: float, what: str) -> None:
         await asyncio.sleep(0.1)
 
 
-async def wedge_and_watch(bootstrap: str, datadir: Path, passed_over: int) -> dict[str, Any]:
+async def wedge_and_watch(
+    bootstrap: str, datadir: Path, passed_over: int, from_start: bool = False
+) -> dict[str, Any]:
+    """``from_start``: the books are set so before anything was committed, and the first
+    messages are passed over."""
     name = f"wedge-{uuid.uuid4().hex[:8]}"
     app = faust.App(
         name,
@@ -68,14 +72,30 @@ async def wedge_and_watch(bootstrap: str, datadir: Path, passed_over: int) -> di
     await app.start()
     try:
         await until(lambda: bool(app.consumer.assignment()), 60, "the partition")
-        await topic.send(key=b"one", value=b"0")
-        await until(lambda: handled == [b"0"], 60, "the first message")
-        (tp,) = partitions  # one key: one partition, whatever the topic's count
-        await until(lambda: app.consumer._committed_offset.get(tp) == 1, 30, "its commit")
+        if from_start:
+            # The key's partition is not known before a message is handled: every
+            # partition of the topic gets the books of a stream that read ahead.
+            consumer: Any = app.consumer
+            held = [tp for tp in consumer.assignment() if tp.topic == name]
+            await until(lambda: all(tp in consumer._first_offsets for tp in held), 60, "the starts")
+            for tp in held:
+                consumer._read_offset[tp] = passed_over
+            for number in range(MESSAGES + 1):
+                await topic.send(key=b"one", value=str(number).encode())
+            await until(lambda: bool(partitions), 30, "a message handled")
+            (tp,) = partitions
+            first = MESSAGES + 1  # all sent
+        else:
+            await topic.send(key=b"one", value=b"0")
+            await until(lambda: handled == [b"0"], 60, "the first message")
+            (tp,) = partitions  # one key: one partition, whatever the topic's count
+            await until(lambda: app.consumer._committed_offset.get(tp) == 1, 30, "its commit")
+            first = 1
 
-        # Faust now believes it has read ahead: what comes up to there is passed over.
-        app.consumer._read_offset[tp] = 1 + passed_over
-        for number in range(1, MESSAGES + 1):
+        if not from_start:
+            # Faust now believes it has read ahead: what comes up to there is passed over.
+            app.consumer._read_offset[tp] = first + passed_over
+        for number in range(first, MESSAGES + 1):
             await topic.send(key=b"one", value=str(number).encode())
         await until(lambda: app.consumer.highwater(tp) == MESSAGES + 1, 30, "the fetch")
         await asyncio.sleep(STALL_SECONDS + 1)
@@ -129,4 +149,20 @@ def test_messages_faust_passed_over_are_never_committed_past_and_are_read_again(
     # of npsloop bears that), those passed over come for the first time.
     assert outcome["handled"][len(outcome["handled_while_wedged"]) :] == [
         str(n).encode() for n in range(1, MESSAGES + 1)
+    ]
+
+
+def test_the_first_messages_of_a_partition_never_committed_are_not_committed_past(
+    fresh_kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Before the group's first commit, the first offset is the partition's own: a stream
+    that passed over the first three would otherwise commit past them (lost for good)."""
+    outcome = asyncio.run(wedge_and_watch(fresh_kafka_bootstrap, tmp_path, 3, from_start=True))
+    assert outcome["handled_while_wedged"] == [str(n).encode() for n in range(3, MESSAGES + 1)]
+    assert outcome["committed_while_wedged"] is None
+    # Read again from the partition's start (more than once if the fetch after the seek
+    # takes longer than the test's stall of 2 s).
+    assert outcome["rereads"]
+    assert outcome["handled"][len(outcome["handled_while_wedged"]) :] == [
+        str(n).encode() for n in range(MESSAGES + 1)
     ]

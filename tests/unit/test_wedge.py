@@ -204,6 +204,7 @@ class Books:
 
     acked: list[int]
     committed: int | None
+    first: int | None = 0
     _acked: defaultdict[TP, list[int]] = field(default_factory=lambda: defaultdict(list))
     _acked_index: defaultdict[TP, set[int]] = field(default_factory=lambda: defaultdict(set))
     _committed_offset: dict[TP, int | None] = field(default_factory=dict)
@@ -212,6 +213,7 @@ class Books:
         self._acked[RESPONSES] = list(self.acked)
         self._acked_index[RESPONSES] = set(self.acked)
         self._committed_offset[RESPONSES] = self.committed
+        self._first_offsets = {} if self.first is None else {RESPONSES: self.first}
 
     def commit(self) -> int | None:
         return ContiguousConsumer._new_offset(self, RESPONSES)  # type: ignore[arg-type]
@@ -240,7 +242,18 @@ def test_offsets_handled_again_below_the_committed_one_are_dropped() -> None:
 
 def test_a_partition_never_committed_commits_its_first_run() -> None:
     assert Books(acked=[0, 1, 2, 5], committed=None).commit() == 3
+    assert Books(acked=[3, 4], committed=None, first=3).commit() == 5
     assert Books(acked=[], committed=4).commit() is None
+
+
+def test_a_partition_never_committed_holds_the_commit_until_its_first_message() -> None:
+    """A stream that passed over the first messages of a partition the group never
+    committed would otherwise commit past them: they would never be handled."""
+    books = Books(acked=[2, 3, 4], committed=None, first=0)
+    assert books.commit() is None
+    assert books._acked[RESPONSES] == [2, 3, 4]
+    # Where the partition starts is not known yet: nothing is committed either.
+    assert Books(acked=[0, 1], committed=None, first=None).commit() is None
 
 
 def test_no_offset_missing_from_the_fetched_sequence_counts_as_acked() -> None:
