@@ -29,7 +29,7 @@ from services.notifier.domain import Channel, LoopConfig
 from tests.fakes import SLACK_TEST_TOKEN, FakeSlack, Hang, ServerError, fake_slack
 from tests.unit.builders import FakeClock, a_classified_response, run
 from tests.unit.test_bursts import STORE, an_alert
-from tests.unit.test_notifier import FakeOutbox, FakeSender
+from tests.unit.test_notifier import FakeOutbox, FakeRow, FakeSender
 
 CONFIG = LoopConfig(slack_channel="#customer-feedback", company_name="Our Shop")
 
@@ -265,10 +265,9 @@ class LookingFails:
         return None
 
 
-def test_a_delivery_whose_look_keeps_failing_is_not_given_up_on() -> None:
-    """Out of attempts only by failed looks, it is neither dead nor sent blind: it keeps
-    looking until Slack answers, then posts once."""
-    slack = LookingFails(failures=5)
+def settle_with_three_attempts(slack: LookingFails) -> tuple[FakeRow, list[str]]:
+    """An alert through a dispatcher allowing 3 attempts, retried for half an hour: its
+    outbox row, and the reasons of any dead letter."""
     dead: list[str] = []
 
     async def record(entry: OutboxEntry, reason: str) -> None:
@@ -290,8 +289,16 @@ def test_a_delivery_whose_look_keeps_failing_is_not_given_up_on() -> None:
     for _ in range(60):
         clock.advance(30)
         run(dispatcher.retry_due())
-
     [row] = outbox.rows.values()
+    return row, dead
+
+
+def test_a_delivery_whose_look_keeps_failing_is_not_given_up_on() -> None:
+    """Out of attempts only by failed looks, it is neither dead nor sent blind: it keeps
+    looking until Slack answers, then posts once."""
+    slack = LookingFails(failures=5)
+    row, dead = settle_with_three_attempts(slack)
+
     assert dead == [] and row.status == "sent"
     assert slack.looks == 6 and len(slack.posts) == 2
 
@@ -302,29 +309,8 @@ def test_failed_looks_do_not_use_up_a_deliverys_attempts() -> None:
     at 20,000 responses in the chaos test, 4 alerts were, after 12 to 16 attempts)."""
     slack = LookingFails(failures=5)
     slack.answers.append(DeliveryFailed("Slack answered 500: internal_error"))
-    dead: list[str] = []
+    row, dead = settle_with_three_attempts(slack)
 
-    async def record(entry: OutboxEntry, reason: str) -> None:
-        dead.append(reason)
-
-    outbox = FakeOutbox()
-    clock = FakeClock(datetime.now(UTC))
-    dispatcher = Dispatcher(
-        outbox,
-        {Channel.SLACK: slack, Channel.EMAIL: FakeSender()},
-        CONFIG,
-        DeliveryMetrics.create(CollectorRegistry()),
-        clock=clock,
-        max_attempts=3,
-        retry_max_seconds=5,
-        on_dead=record,
-    )
-    run(dispatcher.handle(a_classified_response(2)))
-    for _ in range(60):
-        clock.advance(30)
-        run(dispatcher.retry_due())
-
-    [row] = outbox.rows.values()
     assert dead == [] and row.status == "sent"
     assert slack.looks == 6 and len(slack.posts) == 3
     assert row.attempts == 3
