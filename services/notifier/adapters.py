@@ -39,6 +39,8 @@ IN_FLIGHT = "in flight: the attempt did not finish"
 NO_ANSWER = "the provider did not answer in time"
 # The provider could not be asked whether an earlier attempt delivered: still unknown.
 STILL_UNKNOWN = "an earlier attempt may have delivered"
+# It was asked, and the message is not where that attempt would have posted it: known now.
+NOT_FOUND = "not where an earlier attempt would have posted it; waiting for the channel"
 # The longest one attempt at a delivery takes, in timeouts of one call: the dispatcher cuts
 # it short then, so a message it posted has a ts within that much of its start.
 ATTEMPT_TIMEOUTS = 5
@@ -620,8 +622,12 @@ def _pace(
 ) -> tuple[OutboxEntry, ...] | Busy:
     busy_until = _take_turn(session, entry.recipient, now, pacing.turn_until)
     if busy_until is not None:
-        # The delivery waits, pending, for the end of the turn that holds the channel.
-        _release(session, entry.idempotency_key, busy_until, entry.previous_error)
+        # The delivery waits, pending, for the end of the turn that holds the channel. One
+        # whose earlier attempt was looked for and not found need not be looked for again:
+        # at 20,000 responses, alerts looked, found their channel busy and looked again,
+        # until one of the looks failed, and the backlog drained at 1 alert a second.
+        previous_error = NOT_FOUND if entry.outcome_unknown else entry.previous_error
+        _release(session, entry.idempotency_key, busy_until, previous_error)
         return Busy(busy_until)
     if entry.outcome_unknown:
         # The look found nothing, and this attempt sends: its own time is what a look

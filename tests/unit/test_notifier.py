@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.notifier.adapters import (
     IN_FLIGHT,
+    NOT_FOUND,
     PENDING,
     Busy,
     Claim,
@@ -313,7 +314,8 @@ class FakeOutbox:
     ) -> tuple[OutboxEntry, ...] | Busy:
         busy_until = self.take_turn(entry.recipient, now, pacing.turn_until)
         if busy_until is not None:
-            self.release(entry.idempotency_key, busy_until, entry.previous_error)
+            previous_error = NOT_FOUND if entry.outcome_unknown else entry.previous_error
+            self.release(entry.idempotency_key, busy_until, previous_error)
             return Busy(busy_until)
         if entry.outcome_unknown:
             self.rows[entry.idempotency_key].attempted_at = now

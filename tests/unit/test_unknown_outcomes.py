@@ -16,6 +16,8 @@ from services.notifier.adapters import (
     IN_FLIGHT,
     NO_ANSWER,
     STILL_UNKNOWN,
+    Busy,
+    Claim,
     DeliveryFailed,
     OutboxEntry,
     Pacing,
@@ -374,3 +376,34 @@ def test_a_claim_keeps_the_time_of_the_attempt_that_may_have_posted(
     outbox.mark_retry(key, "Slack answered 500: internal_error", sending)
     retried = sending + timedelta(minutes=5)
     assert claim(retried).attempted_at == retried
+
+
+def test_an_alert_looked_for_and_not_found_waits_for_its_turn_without_looking_again(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Its channel busy after the look, it is released known: the next claim paces it (it
+    may carry others in a summary) instead of looking again, each look another call that
+    may fail."""
+    outbox = SqlOutbox(sessions)
+    start = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    alert = an_alert("resp-1")
+    key = alert.idempotency_key
+    outbox.add(alert, start)
+    lease = timedelta(seconds=3)
+    first = outbox.claim(key, start, start + lease)
+    assert first is not None
+    outbox.mark_retry(key, f"{NO_ANSWER}: Slack: TimeoutError", start)
+    later = start + timedelta(minutes=1)
+    looking = outbox.claim(key, later, later + lease)
+    assert looking is not None and looking.outcome_unknown
+    # Another alert holds the channel's turn when the look has found nothing.
+    turn_ends = later + timedelta(seconds=1)
+    assert outbox.take_turn(STORE, later, turn_ends) is None
+
+    pacing = Pacing(later + timedelta(seconds=1), burst_minimum=4, burst_limit=24)
+    assert outbox.pace(looking, later, later + lease, pacing) == Busy(turn_ends)
+
+    again = outbox.claim_paced(key, turn_ends, turn_ends + lease, pacing)
+    assert isinstance(again, Claim)
+    assert not again.entry.outcome_unknown and again.paced
+    assert again.entry.attempts == 2
