@@ -93,6 +93,7 @@ async def _collect(
     deadline: float,
     settle: float,
     check: Callable[[], None],
+    enough: Callable[[list[tuple[bytes | None, bytes | None]]], bool] | None = None,
 ) -> dict[tuple[int, int], tuple[bytes | None, bytes | None]]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -112,6 +113,7 @@ async def _collect(
         # By place, so that a record read twice (after a new start) counts once.
         records: dict[tuple[int, int], tuple[bytes | None, bytes | None]] = {}
         last_new = last_start = time.monotonic()
+        satisfied = False
         while time.monotonic() < deadline:
             check()
             batch = await consumer.getmany(timeout_ms=500)
@@ -121,10 +123,15 @@ async def _collect(
                     if place not in records:
                         records[place] = (message.key, message.value)
                         last_new = time.monotonic()
+                        satisfied = False
             now = time.monotonic()
-            if len(records) >= count and now - last_new >= settle:
+            caught_up = not any(batch.values())
+            if not satisfied and len(records) >= count and (enough is None or caught_up):
+                # ``enough`` is asked only once caught up, as it may read every record.
+                satisfied = enough is None or enough(list(records.values()))
+            if satisfied and now - last_new >= settle:
                 break
-            if len(records) < count and min(now - last_new, now - last_start) >= STALL_SECONDS:
+            if not satisfied and min(now - last_new, now - last_start) >= STALL_SECONDS:
                 # A consumer that has caught up with a partition while it was being written
                 # can be told "nothing more" for good by the embedded broker, though a
                 # fresh read finds the rest: read again from the start.
@@ -142,9 +149,12 @@ def collect(
     timeout: float = 60.0,
     settle: float = 0.0,
     check: Callable[[], None] = lambda: None,
+    enough: Callable[[list[tuple[bytes | None, bytes | None]]], bool] | None = None,
 ) -> list[tuple[bytes | None, bytes | None]]:
-    """The topic's records from its beginning, read until there are ``count`` and then
-    nothing new for ``settle`` seconds, or until ``timeout``; ``check`` runs between reads.
+    """The topic's records from its beginning, read until there are ``count`` (and, if
+    given, ``enough`` says they are enough, asked whenever the reading has caught up) and
+    then nothing new for ``settle`` seconds, or until ``timeout``; ``check`` runs between
+    reads.
 
     It counts what it reads rather than trusting end offsets: the embedded broker (Tansu
     0.6) answers ListOffsets with a wrong end offset after batched writes. And it reads the
@@ -152,7 +162,7 @@ def collect(
     broker can leave a consumer that caught up mid-write without the last records.
     """
     deadline = time.monotonic() + timeout
-    records = asyncio.run(_collect(bootstrap, topic, count, deadline, settle, check))
+    records = asyncio.run(_collect(bootstrap, topic, count, deadline, settle, check, enough))
     return [records[place] for place in sorted(records)]
 
 
