@@ -340,42 +340,51 @@ def test_a_look_reads_around_the_attempt_that_may_have_posted(slack: FakeSlack) 
     assert run(sender.find(recorded)) is None
 
 
+START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=3)
+
+
+def claimed(outbox: SqlOutbox, key: str, at: datetime) -> OutboxEntry:
+    entry = outbox.claim(key, at, at + LEASE)
+    assert entry is not None
+    return entry
+
+
+def an_alert_that_hung(outbox: SqlOutbox) -> tuple[str, OutboxEntry]:
+    """An alert whose first attempt, claimed at START, got no answer: its key and that
+    first claim."""
+    alert = an_alert("resp-1")
+    outbox.add(alert, START)
+    first = claimed(outbox, alert.idempotency_key, START)
+    outbox.mark_retry(alert.idempotency_key, f"{NO_ANSWER}: Slack: TimeoutError", START)
+    return alert.idempotency_key, first
+
+
 def test_a_claim_keeps_the_time_of_the_attempt_that_may_have_posted(
     sessions: sessionmaker[Session],
 ) -> None:
     """Until a look settles it, every claim keeps when that attempt began; the attempt that
     sends after the look found nothing takes its own time."""
     outbox = SqlOutbox(sessions)
-    start = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
-    alert = an_alert("resp-1")
-    key = alert.idempotency_key
-    outbox.add(alert, start)
-    lease = timedelta(seconds=3)
-
-    def claim(at: datetime) -> OutboxEntry:
-        entry = outbox.claim(key, at, at + lease)
-        assert entry is not None
-        return entry
-
-    assert claim(start).attempted_at == start
-    outbox.mark_retry(key, f"{NO_ANSWER}: Slack: TimeoutError", start)
-    later = start + timedelta(minutes=1)
-    looking = claim(later)
-    assert looking.outcome_unknown and looking.attempted_at == start
+    key, first = an_alert_that_hung(outbox)
+    assert first.attempted_at == START
+    later = START + timedelta(minutes=1)
+    looking = claimed(outbox, key, later)
+    assert looking.outcome_unknown and looking.attempted_at == START
     outbox.mark_retry(key, f"{STILL_UNKNOWN}: Slack answered 500", later, counted=False)
-    again = claim(later + timedelta(minutes=1))
-    assert again.outcome_unknown and again.attempted_at == start
+    again = claimed(outbox, key, later + timedelta(minutes=1))
+    assert again.outcome_unknown and again.attempted_at == START
     assert again.attempts == 2
 
     sending = later + timedelta(minutes=2)
     pacing = Pacing(sending + timedelta(seconds=1), burst_minimum=4, burst_limit=24)
-    assert outbox.pace(again, sending, sending + lease, pacing) == ()
+    assert outbox.pace(again, sending, sending + LEASE, pacing) == ()
     outbox.mark_retry(key, f"{NO_ANSWER}: Slack: TimeoutError", sending)
-    assert claim(sending + timedelta(minutes=1)).attempted_at == sending
+    assert claimed(outbox, key, sending + timedelta(minutes=1)).attempted_at == sending
 
     outbox.mark_retry(key, "Slack answered 500: internal_error", sending)
     retried = sending + timedelta(minutes=5)
-    assert claim(retried).attempted_at == retried
+    assert claimed(outbox, key, retried).attempted_at == retried
 
 
 def test_an_alert_looked_for_and_not_found_waits_for_its_turn_without_looking_again(
@@ -385,25 +394,18 @@ def test_an_alert_looked_for_and_not_found_waits_for_its_turn_without_looking_ag
     may carry others in a summary) instead of looking again, each look another call that
     may fail."""
     outbox = SqlOutbox(sessions)
-    start = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
-    alert = an_alert("resp-1")
-    key = alert.idempotency_key
-    outbox.add(alert, start)
-    lease = timedelta(seconds=3)
-    first = outbox.claim(key, start, start + lease)
-    assert first is not None
-    outbox.mark_retry(key, f"{NO_ANSWER}: Slack: TimeoutError", start)
-    later = start + timedelta(minutes=1)
-    looking = outbox.claim(key, later, later + lease)
-    assert looking is not None and looking.outcome_unknown
+    key, _ = an_alert_that_hung(outbox)
+    later = START + timedelta(minutes=1)
+    looking = claimed(outbox, key, later)
+    assert looking.outcome_unknown
     # Another alert holds the channel's turn when the look has found nothing.
     turn_ends = later + timedelta(seconds=1)
     assert outbox.take_turn(STORE, later, turn_ends) is None
 
     pacing = Pacing(later + timedelta(seconds=1), burst_minimum=4, burst_limit=24)
-    assert outbox.pace(looking, later, later + lease, pacing) == Busy(turn_ends)
+    assert outbox.pace(looking, later, later + LEASE, pacing) == Busy(turn_ends)
 
-    again = outbox.claim_paced(key, turn_ends, turn_ends + lease, pacing)
+    again = outbox.claim_paced(key, turn_ends, turn_ends + LEASE, pacing)
     assert isinstance(again, Claim)
     assert not again.entry.outcome_unknown and again.paced
     assert again.entry.attempts == 2
