@@ -417,8 +417,9 @@ class SqlOutbox:
     def mark_retry(
         self, key: str, error: str, next_attempt_at: datetime, counted: bool = True
     ) -> None:
-        attempts = DeliveryRow.attempts if counted else DeliveryRow.attempts - 1
-        self._set(key, next_attempt_at=next_attempt_at, last_error=error[:2000], attempts=attempts)
+        # Not counted: the claim that began the attempt is taken back, as release does.
+        uncount = {} if counted else {"attempts": DeliveryRow.attempts - 1}
+        self._set(key, next_attempt_at=next_attempt_at, last_error=error[:2000], **uncount)
 
     def release(self, key: str, next_attempt_at: datetime, previous_error: str | None) -> None:
         with self._sessions.begin() as session:
