@@ -464,8 +464,8 @@ def observe(
     letters_at_least: int = 0,
 ) -> Outcome:
     """What the loop did; the cases and dlq topics are read until they hold at least
-    ``cases`` and ``letters_at_least`` records (or for TOPIC_READ_SECONDS): one fetch
-    returns only part of a large topic."""
+    ``cases`` distinct cases opened and ``letters_at_least`` distinct letters (or for
+    TOPIC_READ_SECONDS): one fetch returns only part of a large topic."""
     keys = keys_in_slack(slack)
     engine = create_engine(database_url)
     try:
