@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.cli import format_outbox_line
 from services.demo import DemoTraffic
-from shared.broker import EmbeddedBroker
+from shared.broker import EMBEDDED_BROKER_SETTINGS, EmbeddedBroker
 from shared.db import migrate
 from shared.kafka_admin import ensure_topics
 from shared.process import die_with_parent, free_port
@@ -132,9 +132,7 @@ class Supervisor:
             self.spawn(worker)
 
     def spawn(self, worker: Worker) -> None:
-        # The embedded broker misreports a partition's end after batched writes, which
-        # Faust's recovery check takes for an inconsistency (docs/RELIABILITY.md).
-        embedded = {"NPSLOOP_RECOVERY_CONSISTENCY_CHECK": "false"} if self.broker else {}
+        embedded = EMBEDDED_BROKER_SETTINGS if self.broker else {}
         env = {
             **embedded,
             **os.environ,

@@ -14,6 +14,17 @@ from types import TracebackType
 from shared.kafka_admin import admin_client
 from shared.process import die_with_parent, free_port
 
+# What a worker on the embedded broker is set up with (by `npsloop up`, the test stacks).
+EMBEDDED_BROKER_SETTINGS = {
+    # It misreports a partition's end after batched writes, which Faust's recovery check
+    # takes for an inconsistency (docs/RELIABILITY.md).
+    "NPSLOOP_RECOVERY_CONSISTENCY_CHECK": "false",
+    # It answers a fetch that found nothing new only when the fetch's wait is over, even if
+    # messages arrived meanwhile: each hop of the pipeline waited up to that long (with
+    # Faust's 1500 ms, alerts took 1.2 s at 20 responses a second; docs/PERFORMANCE.md).
+    "NPSLOOP_BROKER_FETCH_MAX_WAIT_MS": "50",
+}
+
 
 class BrokerError(RuntimeError):
     """The embedded broker could not be started."""

@@ -9,9 +9,11 @@ and the wedge watch (shared/wedge.py) reads the partition again.
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Any
+from typing import Any, cast
 
 import faust
+from aiokafka import AIOKafkaConsumer as KafkaClient
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Transport
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP
 
@@ -29,6 +31,9 @@ class ContiguousConsumer(AIOKafkaConsumer):
     over was committed past and lost (the chaos test's figures fell short by that much).
     """
 
+    # How long the broker may hold a fetch that finds nothing new (see use_contiguous_commits).
+    fetch_max_wait_ms = 500
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Of each held partition the group never committed: its first offset, where reading
@@ -40,6 +45,9 @@ class ContiguousConsumer(AIOKafkaConsumer):
         never = [tp for tp in self.assignment() if self._committed_offset.get(tp) is None]
         if never:
             self._first_offsets.update(await self.earliest_offsets(*never))
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         return None
@@ -72,6 +80,20 @@ class ContiguousConsumer(AIOKafkaConsumer):
         return batch[-1] + 1
 
 
-def use_contiguous_commits(app: faust.App) -> None:
-    """Have the app's consumer be a ContiguousConsumer (set before the consumer is made)."""
-    app.transport.Consumer = ContiguousConsumer  # type: ignore[misc]
+class _ConsumerThread(AIOKafkaConsumerThread):
+    """Faust's consumer thread, with the fetch wait the app was set up with."""
+
+    def _create_worker_consumer(self, transport: Transport) -> KafkaClient:
+        client = super()._create_worker_consumer(transport)
+        # Faust passes a fixed 1500 ms; aiokafka keeps the value until start() hands it to
+        # its fetcher (tests/unit/test_commits.py checks that the fetcher gets this one).
+        client._fetch_max_wait_ms = cast(ContiguousConsumer, self.consumer).fetch_max_wait_ms
+        return client
+
+
+def use_contiguous_commits(app: faust.App, fetch_max_wait_ms: int = 500) -> None:
+    """Have the app's consumer be a ContiguousConsumer (set before the consumer is made),
+    its fetches held by the broker at most ``fetch_max_wait_ms`` when nothing is new."""
+    app.transport.Consumer = type(  # type: ignore[misc]
+        "ContiguousConsumer", (ContiguousConsumer,), {"fetch_max_wait_ms": fetch_max_wait_ms}
+    )

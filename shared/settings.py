@@ -76,6 +76,15 @@ class Settings(BaseSettings):
         "misreports a partition's end after batched writes (the check then stops a worker "
         "taking over partitions though nothing is inconsistent); keep it on with Kafka.",
     )
+    broker_fetch_max_wait_ms: int = Field(
+        500,
+        ge=1,
+        le=10_000,
+        description="How long the broker may hold a consumer's fetch that finds nothing new. "
+        "Kafka answers as soon as a message arrives, so there this only sets how often idle "
+        "workers ask; the embedded broker answers only when the wait is over, so there it is "
+        "each hop's latency, and `npsloop up` sets 50 for it (Faust's own fixed value is 1500).",
+    )
     consumer_stall_seconds: float = Field(
         30.0,
         gt=0,

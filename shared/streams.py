@@ -76,7 +76,7 @@ def make_app(service: ServiceName, settings: Settings) -> faust.App:
         web_port=port,
         web_application_options={"client_max_size": MAX_REQUEST_BYTES},
     )
-    use_contiguous_commits(app)
+    use_contiguous_commits(app, settings.broker_fetch_max_wait_ms)
     return app
 
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared.broker import EMBEDDED_BROKER_SETTINGS
 from shared.process import die_with_parent, free_port
 from shared.settings import SERVICES, ServiceName
 from shared.signing import webhook_headers
@@ -123,8 +124,8 @@ class Stack:
         if self.database_url:
             env["NPSLOOP_DATABASE_URL"] = self.database_url
         if choose_broker(os.environ, docker_available) == "embedded":
-            # As `npsloop up` does for its embedded broker (see the setting).
-            env["NPSLOOP_RECOVERY_CONSISTENCY_CHECK"] = "false"
+            # As `npsloop up` does for its embedded broker (see the settings).
+            env.update(EMBEDDED_BROKER_SETTINGS)
         env.update(self.env)
         return env
 

@@ -162,3 +162,34 @@ def test_the_first_messages_of_a_partition_never_committed_are_not_committed_pas
     after = outcome["handled"][len(outcome["handled_while_wedged"]) :]
     whole = [str(n).encode() for n in range(MESSAGES + 1)]
     assert after and after == whole * (len(after) // len(whole))
+
+
+def test_the_consumer_fetches_with_the_wait_it_was_set_up_with(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Faust fixes the broker's fetch wait at 1500 ms, and the embedded broker answers a
+    fetch only when its wait is over: each hop of the pipeline took up to that long there."""
+
+    def app_with(**wait: int) -> faust.App:
+        app = faust.App(
+            f"fetch-{uuid.uuid4().hex[:8]}",
+            broker=f"kafka://{kafka_bootstrap}",
+            store="memory://",
+            datadir=str(tmp_path),
+            web_enabled=False,
+        )
+        use_contiguous_commits(app, **wait)
+        return app
+
+    async def fetch_wait(app: faust.App) -> int:
+        # The aiokafka client Faust's consumer thread makes, started as the thread starts it.
+        thread: Any = app.consumer._thread  # type: ignore[attr-defined]
+        client = thread._create_worker_consumer(app.transport)
+        await client.start()
+        try:
+            return int(client._fetcher._fetch_max_wait_ms)
+        finally:
+            await client.stop()
+
+    assert asyncio.run(fetch_wait(app_with(fetch_max_wait_ms=40))) == 40
+    assert asyncio.run(fetch_wait(app_with())) == 500
