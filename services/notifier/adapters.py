@@ -114,6 +114,19 @@ _TAKE_TURN = (
         attempts=_DELIVERIES.c.attempts + 1,
     )
 )
+# A delivery's first attempt: nothing came before it, and nothing holds it (a claim counts
+# an attempt until the attempt ends or gives it back), so it needs no look and no wait.
+_CLAIM_FIRST = (
+    update(_DELIVERIES)
+    .where(_BY_KEY, _DELIVERIES.c.status == PENDING, _DELIVERIES.c.attempts == 0)
+    .values(
+        next_attempt_at=bindparam("lease_until"),
+        attempts=1,
+        last_error=IN_FLIGHT,
+        attempted_at=bindparam("began"),
+    )
+    .returning(*_DELIVERIES.c)
+)
 _BEGAN = update(_DELIVERIES).where(_BY_KEY).values(attempted_at=bindparam("now"))
 _TURN_ENDS = select(_DELIVERIES.c.next_attempt_at).where(_BY_KEY)
 _WAITING = (
@@ -142,6 +155,8 @@ _MARK_SENT = (
         provider_ref=bindparam("ref"),
         last_error=None,
     )
+    # The content it holds now: a redraw stored while the message was on its way is there.
+    .returning(_DELIVERIES.c.payload)
 )
 _PAYLOAD = select(_DELIVERIES.c.status, _DELIVERIES.c.payload).where(_BY_KEY)
 _SUPPRESSED = select(SuppressionRow.__table__.c.customer_id).where(
@@ -238,7 +253,8 @@ class Outbox(Protocol):
     def claim(self, key: str, now: datetime, lease_until: datetime) -> OutboxEntry | None:
         """Take a pending, due delivery for one attempt (None when sent, failed or being tried)."""
 
-    def mark_sent(self, key: str, provider_ref: str, now: datetime) -> None: ...
+    def mark_sent(self, key: str, provider_ref: str, now: datetime) -> dict[str, Any] | None:
+        """Mark a delivery sent; its payload as stored now (None when there is no such key)."""
 
     def mark_all_sent(self, keys: Sequence[str], provider_ref: str, now: datetime) -> None:
         """Mark deliveries sent together, in one message (a burst summary)."""
@@ -282,10 +298,12 @@ class Outbox(Protocol):
         the channel is: the delivery is ``release``d until the turn ends."""
 
     def claim_paced(
-        self, key: str, now: datetime, lease_until: datetime, pacing: Pacing
+        self, key: str, now: datetime, lease_until: datetime, pacing: Pacing, first: bool = False
     ) -> Claim | Busy | None:
         """``claim`` and, for a Slack delivery whose last attempt cannot have delivered,
-        ``pace``, in one transaction; None when not claimed."""
+        ``pace``, in one transaction; None when not claimed. ``first``: the first attempt of
+        a delivery ``enqueue`` held for its caller, claimed unless another attempt came
+        first (whenever it is due)."""
 
     def enqueue(
         self,
@@ -358,10 +376,10 @@ class SqlOutbox:
             return _pace(session, entry, now, lease_until, pacing)
 
     def claim_paced(
-        self, key: str, now: datetime, lease_until: datetime, pacing: Pacing
+        self, key: str, now: datetime, lease_until: datetime, pacing: Pacing, first: bool = False
     ) -> Claim | Busy | None:
         with self._sessions.begin() as session:
-            return _claim_paced(session, key, now, lease_until, pacing)
+            return _claim_paced(session, key, now, lease_until, pacing, first)
 
     def enqueue(
         self,
@@ -381,12 +399,16 @@ class SqlOutbox:
                 and _suppressed(session, delivery.customer_id)
             ):
                 return Intake(Enqueued.SUPPRESSED)
-            if not _add(session, delivery, now):
+            due = delivery.send_at is None or delivery.send_at <= now
+            # Due, and claimed by the caller's first attempt: held for that attempt until
+            # the lease ends (then the retry timer takes it), so the timer does not race it.
+            held_until = lease_until if due and not claim else None
+            if not _add(session, delivery, now, held_until):
                 return Intake(Enqueued.DUPLICATE)
-            if not claim or (delivery.send_at is not None and delivery.send_at > now):
+            if not claim or not due:
                 return Intake(Enqueued.ADDED)
             claimed = _claim_paced(
-                session, delivery.idempotency_key, now, lease_until, pacing, fresh=True
+                session, delivery.idempotency_key, now, lease_until, pacing, first=True
             )
             return Intake(Enqueued.ADDED, claimed)
 
@@ -402,9 +424,11 @@ class SqlOutbox:
         with self._sessions.begin() as session:
             return _claim_waiting(session, kind, recipient, now, lease_until, minimum, limit)
 
-    def mark_sent(self, key: str, provider_ref: str, now: datetime) -> None:
+    def mark_sent(self, key: str, provider_ref: str, now: datetime) -> dict[str, Any] | None:
         with self._sessions.begin() as session:
-            session.execute(_MARK_SENT, {"key": key, "at": now, "ref": provider_ref[:200]})
+            sent = {"key": key, "at": now, "ref": provider_ref[:200]}
+            payload = session.execute(_MARK_SENT, sent).scalar_one_or_none()
+            return None if payload is None else dict(payload)
 
     def mark_all_sent(self, keys: Sequence[str], provider_ref: str, now: datetime) -> None:
         with self._sessions.begin() as session:
@@ -552,7 +576,9 @@ def _turn_key(recipient: str) -> str:
     return f"{CHANNEL_TURN}:{Channel.SLACK.value}:{recipient}"
 
 
-def _add(session: Session, delivery: Delivery, now: datetime) -> bool:
+def _add(
+    session: Session, delivery: Delivery, now: datetime, held_until: datetime | None = None
+) -> bool:
     return insert_ignore(
         session,
         DeliveryRow.__table__,
@@ -566,7 +592,7 @@ def _add(session: Session, delivery: Delivery, now: datetime) -> bool:
             "payload": delivery.payload,
             "status": PENDING,
             "attempts": 0,
-            "next_attempt_at": delivery.send_at or now,
+            "next_attempt_at": held_until or delivery.send_at or now,
             "created_at": now,
             "origin_at": delivery.origin_at,
         },
@@ -583,19 +609,22 @@ def _keys_about(session: Session, kind: str, subject_id: str) -> list[str]:
 
 
 def _claim(
-    session: Session, key: str, now: datetime, lease_until: datetime, fresh: bool = False
+    session: Session, key: str, now: datetime, lease_until: datetime, first: bool = False
 ) -> OutboxEntry | None:
-    """Claim a pending, due delivery; ``fresh``: added in this transaction, so no attempt
-    came before it."""
+    """Claim a pending, due delivery; ``first``: its first attempt, claimed whenever it is
+    due unless an attempt came before it (see _CLAIM_FIRST)."""
+    if first:
+        claimed = {"key": key, "lease_until": lease_until, "began": now}
+        row = session.execute(_CLAIM_FIRST, claimed).first()
+        return None if row is None else _entry(row)
     previous_error, began = None, now
-    if not fresh:
-        last = session.execute(_LAST_ATTEMPT, {"key": key}).first()
-        if last is not None:
-            previous_error = last.last_error
-            if may_have_delivered(previous_error) and last.attempted_at is not None:
-                # Looked for where that attempt may have posted: its time is kept until the
-                # look has settled it.
-                began = last.attempted_at
+    last = session.execute(_LAST_ATTEMPT, {"key": key}).first()
+    if last is not None:
+        previous_error = last.last_error
+        if may_have_delivered(previous_error) and last.attempted_at is not None:
+            # Looked for where that attempt may have posted: its time is kept until the
+            # look has settled it.
+            began = last.attempted_at
     if not _claim_row(session, key, now, lease_until, began):
         return None
     return _entry(session.execute(_ROW, {"key": key}).one(), previous_error)
@@ -607,9 +636,9 @@ def _claim_paced(
     now: datetime,
     lease_until: datetime,
     pacing: Pacing,
-    fresh: bool = False,
+    first: bool = False,
 ) -> Claim | Busy | None:
-    entry = _claim(session, key, now, lease_until, fresh)
+    entry = _claim(session, key, now, lease_until, first)
     if entry is None:
         return None
     if entry.channel != Channel.SLACK or entry.outcome_unknown:
@@ -634,7 +663,12 @@ def _pace(
         # The look found nothing, and this attempt sends: its own time is what a look
         # after it must read around.
         session.execute(_BEGAN, {"key": entry.idempotency_key, "now": now})
-    if entry.kind != DeliveryKind.ALERT.value or not can_join_a_summary(entry.payload):
+    if (
+        entry.kind != DeliveryKind.ALERT.value
+        or not can_join_a_summary(entry.payload)
+        # No burst can form: as many as it takes would be more than a summary holds.
+        or pacing.burst_minimum > pacing.burst_limit
+    ):
         return ()
     waiting = _claim_waiting(
         session,

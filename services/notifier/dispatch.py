@@ -331,7 +331,7 @@ class Dispatcher:
                         pacing,
                         first_of_kind=delivery.kind in ONCE_PER_RESPONSE,
                         # Claimed by the attempt, in a transaction of its own: the batch's
-                        # holds no channel's turn.
+                        # holds no channel's turn. The outbox holds it for that attempt.
                         claim=False,
                     ).outcome,
                 )
@@ -355,7 +355,8 @@ class Dispatcher:
             elif outcome in (Enqueued.SUPPRESSED, Enqueued.DUPLICATE):
                 self.metrics.deliveries.labels(*labels, outcome.value).inc()
             elif delivery.send_at is None or delivery.send_at <= self.clock():
-                await self._start(self.attempt(delivery.idempotency_key))
+                # The outbox holds it for this attempt (claim=False above).
+                await self._start(self.attempt(delivery.idempotency_key, first=True))
 
     async def _start(self, attempt: Awaitable[None]) -> asyncio.Future[None]:
         """Run an attempt in the background once a slot is free."""
@@ -638,11 +639,11 @@ class Dispatcher:
             burst_limit=self.bursts.max_lines - 1,
         )
 
-    async def attempt(self, key: str, again: bool = True) -> None:
+    async def attempt(self, key: str, again: bool = True, first: bool = False) -> None:
         now = self.clock()
         lease_until = self._lease_until(now)
         claim = await asyncio.to_thread(
-            self.outbox.claim_paced, key, now, lease_until, self._pacing(now)
+            self.outbox.claim_paced, key, now, lease_until, self._pacing(now), first
         )
         if claim is not None:
             await self._attempt(key, claim, now, lease_until, again)
@@ -727,8 +728,14 @@ class Dispatcher:
     def _record_sent(self, entry: OutboxEntry, provider_ref: str, sent_at: datetime) -> bool:
         """Mark a delivery sent and, for an alert, remember where it was posted, so its case
         steps can redraw it in place; True when its content changed while it was on its way.
-        Called in a thread: the three writes and reads take one hop, not three."""
-        self.outbox.mark_sent(entry.idempotency_key, provider_ref, sent_at)
+        Called in a thread: the writes take one hop and one transaction."""
+        with self.together():
+            return self._record_sent_together(entry, provider_ref, sent_at)
+
+    def _record_sent_together(
+        self, entry: OutboxEntry, provider_ref: str, sent_at: datetime
+    ) -> bool:
+        current = self.outbox.mark_sent(entry.idempotency_key, provider_ref, sent_at)
         if (
             self.cases is None
             or entry.kind != DeliveryKind.ALERT.value
@@ -745,8 +752,7 @@ class Dispatcher:
             # A line in a burst summary has no message of its own to redraw.
             return False
         self.cases.alert_posted(entry.subject_id, channel, ts, sent_at)
-        current = self.outbox.payload_of(entry.idempotency_key)
-        return current is not None and current[1] != entry.payload
+        return current is not None and current != entry.payload
 
     async def _burst_of(self, waiting: Sequence[OutboxEntry], now: datetime) -> list[OutboxEntry]:
         """Of the alerts the claim took along (when with this one they reached the burst

@@ -180,11 +180,11 @@ class FakeOutbox:
         self.turns: dict[str, datetime] = {}
         self._lock = threading.Lock()
 
-    def add(self, delivery: Delivery, now: datetime) -> bool:
+    def add(self, delivery: Delivery, now: datetime, held_until: datetime | None = None) -> bool:
         with self._lock:
             if delivery.idempotency_key in self.rows:
                 return False
-            due = delivery.send_at or now
+            due = held_until or delivery.send_at or now
             self.rows[delivery.idempotency_key] = FakeRow(delivery, PENDING, 0, due, created_at=now)
             return True
 
@@ -249,10 +249,14 @@ class FakeOutbox:
     def is_suppressed(self, customer_id: str) -> bool:
         return customer_id in self.suppressed
 
-    def claim(self, key: str, now: datetime, lease_until: datetime) -> OutboxEntry | None:
+    def claim(
+        self, key: str, now: datetime, lease_until: datetime, first: bool = False
+    ) -> OutboxEntry | None:
         with self._lock:
             row = self.rows.get(key)
-            if row is None or row.status != PENDING or row.next_attempt_at > now:
+            if row is None or row.status != PENDING:
+                return None
+            if (row.attempts != 0) if first else (row.next_attempt_at > now):
                 return None
             row.next_attempt_at = lease_until
             row.attempts += 1
@@ -333,9 +337,9 @@ class FakeOutbox:
         )
 
     def claim_paced(
-        self, key: str, now: datetime, lease_until: datetime, pacing: Pacing
+        self, key: str, now: datetime, lease_until: datetime, pacing: Pacing, first: bool = False
     ) -> Claim | Busy | None:
-        entry = self.claim(key, now, lease_until)
+        entry = self.claim(key, now, lease_until, first)
         if entry is None:
             return None
         if entry.channel != Channel.SLACK or entry.outcome_unknown:
@@ -360,12 +364,14 @@ class FakeOutbox:
             and self.is_suppressed(delivery.customer_id)
         ):
             return Intake(Enqueued.SUPPRESSED)
-        if not self.add(delivery, now):
+        due = delivery.send_at is None or delivery.send_at <= now
+        if not self.add(delivery, now, lease_until if due and not claim else None):
             return Intake(Enqueued.DUPLICATE)
-        if not claim or (delivery.send_at is not None and delivery.send_at > now):
+        if not claim or not due:
             return Intake(Enqueued.ADDED)
         return Intake(
-            Enqueued.ADDED, self.claim_paced(delivery.idempotency_key, now, lease_until, pacing)
+            Enqueued.ADDED,
+            self.claim_paced(delivery.idempotency_key, now, lease_until, pacing, first=True),
         )
 
     def release(self, key: str, next_attempt_at: datetime, previous_error: str | None) -> None:
@@ -392,10 +398,14 @@ class FakeOutbox:
         for key in keys:
             self.mark_sent(key, provider_ref, now)
 
-    def mark_sent(self, key: str, provider_ref: str, now: datetime) -> None:
-        self.rows[key].status = "sent"
-        self.rows[key].provider_ref = provider_ref
-        self.rows[key].last_error = None
+    def mark_sent(self, key: str, provider_ref: str, now: datetime) -> dict[str, Any] | None:
+        row = self.rows.get(key)
+        if row is None:
+            return None
+        row.status = "sent"
+        row.provider_ref = provider_ref
+        row.last_error = None
+        return dict(row.delivery.payload)
 
     def mark_retry(
         self, key: str, error: str, next_attempt_at: datetime, counted: bool = True

@@ -4,12 +4,12 @@ their deliveries in the background: Slack's speed does not hold up the stream.""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.notifier.adapters import (
@@ -18,13 +18,14 @@ from services.notifier.adapters import (
     DeliveryFailed,
     DeliveryRow,
     OutboxEntry,
+    Pacing,
     Sender,
     SqlOutbox,
 )
 from services.notifier.bursts import BurstPolicy
 from services.notifier.case_store import AlertRow, CaseRow, SqlCases
 from services.notifier.dispatch import DeliveryMetrics, Dispatcher
-from services.notifier.domain import Channel, Delivery, LoopConfig
+from services.notifier.domain import Channel, Delivery, DeliveryKind, LoopConfig
 from services.notifier.review_store import (
     ReviewLedger,
     SqlReviewDecisions,
@@ -279,3 +280,109 @@ def test_a_response_s_deliveries_are_found_through_an_index(database_url: str) -
         plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", ("alert", "r0")).all()
     engine.dispose()
     assert "USING INDEX ix_notifier_deliveries_subject" in " ".join(map(str, plan))
+
+
+class InstantSlack:
+    """Posts at once, answering where each message went, as Slack does."""
+
+    def __init__(self) -> None:
+        self.sent: list[OutboxEntry] = []
+
+    async def send(self, entry: OutboxEntry) -> str:
+        self.sent.append(entry)
+        return f"C0ALERTS:1700000000.{len(self.sent):06d}"
+
+    async def find(self, entry: OutboxEntry) -> str | None:
+        return None
+
+
+def test_the_retry_timer_leaves_alerts_waiting_for_their_first_attempt_alone(
+    sessions: Sessions,
+) -> None:
+    """A batch's alerts wait for a free slot for their first attempts. The retry timer used
+    to find them due meanwhile and start attempts of its own, which raced the first ones to
+    claim them (776 claims lost in 1,000 alerts of bench/notifier_hot_path.py)."""
+    slack = HeldSender(expected=1)
+    outbox = SqlOutbox(sessions)
+    clock = FakeClock(datetime.now(UTC))
+    dispatcher = sql_dispatcher(sessions, outbox, slack, attempts_at_once=1, clock=clock)
+
+    async def scenario() -> list[str]:
+        intake = asyncio.ensure_future(dispatcher.handle_many(a_batch(3)))
+        # r0's attempt holds the only slot; r1's waits for it, r2's is not started yet.
+        await asyncio.wait_for(slack.all_started.wait(), timeout=30)
+        due = outbox.due(clock(), 10)
+        slack.release.set()
+        await asyncio.wait_for(intake, timeout=30)
+        await asyncio.wait_for(dispatcher.settle(), timeout=30)
+        return due
+
+    assert run(scenario()) == []
+    assert [entry.subject_id for entry in slack.started] == ["r0", "r1", "r2"]
+    assert [entry.attempts for entry in slack.sent] == [1, 1, 1]
+
+
+def test_an_alert_whose_first_attempt_never_came_is_the_retry_timers_once_its_hold_ends(
+    sessions: Sessions,
+) -> None:
+    """Should the worker die before the first attempt, the retry timer takes the alert once
+    the hold ends; a first attempt that comes later after all does not claim it too."""
+    outbox = SqlOutbox(sessions)
+    now = datetime.now(UTC)
+    lease = timedelta(seconds=30)
+    pacing = Pacing(turn_until=now, burst_minimum=999, burst_limit=9)
+    delivery = Delivery(
+        kind=DeliveryKind.ALERT,
+        channel=Channel.SLACK,
+        recipient="#customer-feedback",
+        subject_id="r0",
+        payload={"channel": "#customer-feedback", "text": "r0"},
+        origin_at=now,
+    )
+
+    assert outbox.enqueue(delivery, now, now + lease, pacing, claim=False).outcome == "added"
+    assert outbox.due(now, 10) == []
+    assert outbox.due(now + lease, 10) == [delivery.idempotency_key]
+    retried = outbox.claim(delivery.idempotency_key, now + lease, now + 2 * lease)
+    assert retried is not None and retried.attempts == 1
+    late = outbox.claim_paced(delivery.idempotency_key, now + lease, now + 2 * lease, pacing, True)
+    assert late is None
+
+
+def test_an_alert_costs_the_database_few_statements_and_one_commit_on_each_side_of_its_post(
+    sessions: Sessions,
+) -> None:
+    """Counted, not timed: each statement cost the notifier 100 to 500 µs (docs/PERFORMANCE.md).
+    Per alert: 7 statements taken in with its batch (its version, its case opened and read,
+    its review decision, the look for an earlier alert, the delivery), 2 to claim it and
+    take its channel's turn, 2 to mark it sent and remember where it was posted; the batch
+    commits once, the claim and the record once each. There were 16.5 and 3.75 commits."""
+    engine = sessions.kw["bind"]
+    counted = {"statements": 0, "commits": 0}
+
+    def statement(*_args: Any) -> None:
+        counted["statements"] += 1
+
+    def commit(*_args: Any) -> None:
+        counted["commits"] += 1
+
+    slack = InstantSlack()
+    dispatcher = sql_dispatcher(sessions, SqlOutbox(sessions), slack)
+    batch = a_batch(20)
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "commit", commit)
+    try:
+
+        async def scenario() -> None:
+            await dispatcher.handle_many(batch)
+            await dispatcher.settle()
+
+        run(scenario())
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "commit", commit)
+
+    assert len(slack.sent) == len(batch)
+    # The channel's first turn finds no row, writes it and takes it: 3 statements more, once.
+    assert counted["statements"] == 11 * len(batch) + 3
+    assert counted["commits"] == 2 * len(batch) + 1
