@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import re
 import shutil
 import signal
@@ -305,6 +306,23 @@ def alert_latency(
 # --- (d) peak RSS -------------------------------------------------------------------------
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def cpu_used(what: str, pids: dict[str, int]) -> Iterator[None]:
+    """Print the CPU seconds each process used while the block ran: who had the cores."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    started = time.perf_counter()
+    yield
+    wall = time.perf_counter() - started
+    used = {name: round(cpu_seconds(pid) - before[name], 1) for name, pid in pids.items()}
+    print(f"{what}: CPU seconds in {wall:.1f} s of wall time (2 cores: {2 * wall:.1f}): {used}")
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -313,7 +331,7 @@ def peak_rss_mb(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def profiled(stack: Stack, directory: Path | None) -> Iterator[None]:
+def profiled(stack: Stack, directory: Path | None, gil: bool = False) -> Iterator[None]:
     """py-spy sampling every worker while the block runs (nothing without a directory)."""
     if directory is None:
         yield
@@ -325,6 +343,8 @@ def profiled(stack: Stack, directory: Path | None) -> Iterator[None]:
         subprocess.Popen(
             [
                 *(py_spy, "record", "--format", "raw", "--rate", "200", "--nonblocking"),
+                # Only the thread holding the GIL: what uses the CPU, not what waits.
+                *(("--gil",) if gil else ()),
                 *("--pid", str(process.pid), "--output", str(directory / f"{name}.txt")),
             ],
             stdout=subprocess.DEVNULL,
@@ -369,6 +389,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="how long (c) posts")
     parser.add_argument("--timeout", type=float, default=300.0, help="most waited for (b), (c)")
     parser.add_argument("--profile", type=Path, help="py-spy each worker into this directory")
+    parser.add_argument(
+        "--gil", action="store_true", help="with --profile: sample only the thread holding the GIL"
+    )
     parser.add_argument("--postgres", help="admin URL of a PostgreSQL server for the workers")
     parser.add_argument(
         "--set",
@@ -396,10 +419,14 @@ def main() -> None:
             ) as (stack, slack, _sendgrid),
         ):
             warm_up(stack, slack)
-            with profiled(stack, args.profile):
-                pipeline_eps = pipeline(stack, slack, args.pipeline, args.timeout)
+            pids = {name: process.pid for name, process in stack.processes.items()}
+            pids.update(broker=broker.pid or 0, bench=os.getpid())
+            with profiled(stack, args.profile, args.gil):
+                with cpu_used("(b)", pids):
+                    pipeline_eps = pipeline(stack, slack, args.pipeline, args.timeout)
                 print(f"(b) pipeline_eps {pipeline_eps:.0f}")
-                latencies = alert_latency(stack, slack, args.rate, args.seconds, args.timeout)
+                with cpu_used("(c)", pids):
+                    latencies = alert_latency(stack, slack, args.rate, args.seconds, args.timeout)
             rss = {name: peak_rss_mb(process.pid) for name, process in stack.processes.items()}
         print(f"(d) peak RSS (VmHWM) per worker, MB: {rss}")
         print(

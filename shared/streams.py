@@ -5,7 +5,6 @@ per-event loop that never lets an exception escape, and the health and metrics r
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import traceback
 import uuid
@@ -125,53 +124,6 @@ class EventLoop:
     async def run(self, stream: faust.StreamT[bytes], handler: Handler) -> None:
         async for event in stream.events():
             await self.process(event.message, handler)
-
-    async def run_in_lanes(
-        self, stream: faust.StreamT[bytes], handler: Handler, lanes: int
-    ) -> None:
-        """Like run, with up to ``lanes`` events handled at once: the events of one key
-        one after another, in their order, those of different keys side by side.
-
-        For handlers that mostly wait (a database, an HTTP call). Each event is acked
-        when its handling has ended, and the consumer commits an offset only once every
-        event before it is acked, so a crash loses nothing: what was in flight is
-        delivered again, and the handler must bear that (the notifier's outbox does).
-        """
-        # Stream.noack() is Faust's, though its StreamT declares no such method.
-        manual: Any = stream.noack()  # type: ignore[attr-defined]
-        free = asyncio.Semaphore(lanes)
-        latest: dict[bytes | None, asyncio.Task[None]] = {}
-
-        async def handle(event: Any, before: asyncio.Task[None] | None) -> None:
-            try:
-                if before is not None:
-                    await asyncio.wait([before])  # the key's previous event, first
-                await self.process(event.message, handler)
-                await manual.ack(event)
-            finally:
-                free.release()
-
-        in_flight: set[asyncio.Task[None]] = set()
-
-        def forget(key: bytes | None, task: asyncio.Task[None]) -> None:
-            in_flight.discard(task)
-            if latest.get(key) is task:
-                del latest[key]
-
-        try:
-            async for event in manual.events():
-                await free.acquire()
-                key = event.message.key
-                task = asyncio.create_task(handle(event, latest.get(key)))
-                latest[key] = task
-                in_flight.add(task)
-                task.add_done_callback(functools.partial(forget, key))
-        finally:
-            # Stopping: what is in flight was not acked, and is delivered again.
-            stopping = list(in_flight)
-            for task in stopping:
-                task.cancel()
-            await asyncio.gather(*stopping, return_exceptions=True)
 
     async def run_batches(
         self,

@@ -33,7 +33,6 @@ def register(
     cases: faust.TopicT,
     dispatcher: Dispatcher,
     loop: EventLoop,
-    lanes: int = 1,
 ) -> None:
     @app.agent(classified, name="loops")
     async def loops(stream: faust.StreamT[bytes]) -> None:
@@ -65,10 +64,13 @@ def register(
 
     @app.agent(cases, name="follow_cases")
     async def follow_cases(stream: faust.StreamT[bytes]) -> None:
-        async def handle(key: bytes | None, value: bytes | None) -> None:
-            await dispatcher.handle_case_event(decode(CaseEvent, value))
+        def read(key: bytes | None, value: bytes | None) -> CaseEvent:
+            return decode(CaseEvent, value)
 
-        await loop.run_in_lanes(stream, handle, lanes)
+        # Every alert's case comes back here opened: one transaction a batch, not an event.
+        await loop.run_batches(
+            stream, read, dispatcher.handle_case_events, BATCH_SIZE, BATCH_SECONDS
+        )
 
     @app.timer(ESCALATION_INTERVAL_SECONDS, name="escalate_unclaimed_cases")
     async def escalate_unclaimed_cases() -> None:

@@ -42,7 +42,6 @@ def create_app(settings: Settings) -> faust.App:
         cases=cases,
         dispatcher=dispatcher,
         loop=EventLoop("notifier", dlq, StreamMetrics.create(registry)),
-        lanes=settings.notifier_lanes,
     )
 
     @app.on_before_shutdown.connect

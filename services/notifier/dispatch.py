@@ -35,7 +35,7 @@ from services.notifier.adapters import (
 )
 from services.notifier.alerts import CaseView, alert_message, escalation_message
 from services.notifier.bursts import BurstPolicy, can_join_a_summary, summary_of
-from services.notifier.case_store import SqlCases, StepOutcome
+from services.notifier.case_store import SqlCases, StepOutcome, StepResult
 from services.notifier.cases import Case
 from services.notifier.domain import (
     Channel,
@@ -407,21 +407,49 @@ class Dispatcher:
         return CaseView.of(case, self.case_links(case))
 
     async def handle_case_event(self, event: CaseEvent) -> None:
-        """A step of a case: applied once, then shown on the alert in place.
+        """``handle_case_events`` of one event."""
+        await self.handle_case_events([event])
 
-        A step for a case that does not exist raises UnknownCase (a dead letter); one that
-        does not fit the case's state (claiming a resolved case) is refused and counted.
-        """
+    async def handle_case_events(self, batch: Sequence[CaseEvent]) -> None:
+        """Case steps, each applied once, in order, in one transaction; then each applied
+        staff step is shown on its alert in place: the steps of one response one after
+        another, those of different responses side by side (``attempts_at_once`` at most).
+
+        A step for a case that does not exist raises UnknownCase (a dead letter: the stream
+        then takes the batch one event at a time); one that does not fit the case's state
+        (claiming a resolved case) is refused and counted."""
         if self.cases is None:
             return
-        result = await asyncio.to_thread(self.cases.apply_step, event, self.clock())
-        if event.action not in STAFF_STEPS:
+        results = await asyncio.to_thread(self._apply_steps, batch, self.clock())
+        redraws: dict[str, list[CaseEvent]] = {}
+        for event, result in zip(batch, results, strict=True):
+            if self._counted_step(event, result):
+                redraws.setdefault(event.response_id, []).append(event)
+        if not redraws:
             return
+        slots = asyncio.Semaphore(self.attempts_at_once)
+
+        async def redraw(events: list[CaseEvent]) -> None:
+            async with slots:
+                for event in events:
+                    await self.refresh_alert(event.response_id, str(event.event_id))
+
+        await asyncio.gather(*(redraw(events) for events in redraws.values()))
+
+    def _apply_steps(self, batch: Sequence[CaseEvent], now: datetime) -> list[StepResult]:
+        assert self.cases is not None
+        with self.together():
+            return [self.cases.apply_step(event, now) for event in batch]
+
+    def _counted_step(self, event: CaseEvent, result: StepResult) -> bool:
+        """Count a staff step's outcome; True when it was applied (its alert is redrawn)."""
+        if event.action not in STAFF_STEPS:
+            return False  # opened and escalated: history only, applied where they happened
         self.metrics.case_steps.labels(event.action.value, result.outcome.value).inc()
         if result.outcome == StepOutcome.REFUSED:
             log.info("case step refused: %s", result.reason)
         if result.outcome != StepOutcome.APPLIED:
-            return
+            return False
         before, after = result.before, result.after
         if before.claimed_at is None and after.claimed_at is not None:
             self.metrics.time_to_claim.observe(
@@ -431,7 +459,7 @@ class Dispatcher:
             self.metrics.time_to_contact.observe(
                 max((after.contacted_at - after.opened_at).total_seconds(), 0.0)
             )
-        await self.refresh_alert(event.response_id, str(event.event_id))
+        return True
 
     async def refresh_alert(self, response_id: str, cause: str) -> None:
         """Redraw a response's alert with its latest version and its case: in place with

@@ -4,6 +4,7 @@ their deliveries in the background: Slack's speed does not hold up the stream.""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +33,8 @@ from services.notifier.review_store import (
     review_decisions_counter,
 )
 from shared.db import Sessions, make_engine
+from shared.events import CaseAction, CaseEvent
+from shared.ids import case_id_for
 from tests.unit.builders import FakeClock, a_classified_response, run
 from tests.unit.test_notifier import FakeSender
 
@@ -386,3 +389,78 @@ def test_an_alert_costs_the_database_few_statements_and_one_commit_on_each_side_
     # The channel's first turn finds no row, writes it and takes it: 3 statements more, once.
     assert counted["statements"] == 11 * len(batch) + 3
     assert counted["commits"] == 2 * len(batch) + 1
+
+
+async def taken_in(dispatcher: Dispatcher, batch: list[Any]) -> None:
+    await dispatcher.handle_many(batch)
+    await dispatcher.settle()
+
+
+def a_step(action: CaseAction, response_id: str, at: datetime) -> CaseEvent:
+    return CaseEvent(
+        event_id=uuid.uuid4(),
+        occurred_at=at,
+        case_id=case_id_for(response_id),
+        response_id=response_id,
+        action=action,
+        actor="U0KIM",
+    )
+
+
+def test_a_batch_of_case_steps_is_applied_in_one_transaction(sessions: Sessions) -> None:
+    """Every alert's case comes back to the notifier opened, from the cases topic: one
+    transaction a batch of them, not one an event."""
+    opened: list[CaseEvent] = []
+
+    async def announce(event: CaseEvent) -> None:
+        opened.append(event)
+
+    dispatcher = sql_dispatcher(sessions, SqlOutbox(sessions), InstantSlack(), on_case=announce)
+    run(taken_in(dispatcher, a_batch(20)))
+    assert len(opened) == 20
+    engine = sessions.kw["bind"]
+    commits: list[int] = []
+
+    def commit(*_args: Any) -> None:
+        commits.append(1)
+
+    event.listen(engine, "commit", commit)
+    try:
+        run(dispatcher.handle_case_events(opened))
+    finally:
+        event.remove(engine, "commit", commit)
+
+    assert len(commits) == 1
+    assert [len(SqlCases(sessions).steps(e.case_id)) for e in opened] == [1] * 20
+
+
+def test_staff_steps_of_a_batch_are_shown_on_their_alerts_each_responses_in_order(
+    sessions: Sessions,
+) -> None:
+    slack = InstantSlack()
+    clock = FakeClock(datetime.now(UTC))
+    dispatcher = sql_dispatcher(
+        sessions,
+        SqlOutbox(sessions),
+        slack,
+        clock=clock,
+        case_links=lambda case: f"https://cx.example/cases/{case.case_id}",
+    )
+    run(taken_in(dispatcher, a_batch(2)))
+    assert len(slack.sent) == 2
+    at = clock()
+    steps = [
+        a_step(CaseAction.CLAIMED, "r0", at),
+        a_step(CaseAction.CLAIMED, "r1", at),
+        a_step(CaseAction.CONTACTED, "r0", at + timedelta(minutes=1)),
+        # Claiming a contacted case does not fit its state: refused, and not redrawn.
+        a_step(CaseAction.CLAIMED, "r0", at + timedelta(minutes=2)),
+    ]
+
+    run(dispatcher.handle_case_events(steps))
+
+    updates = [entry for entry in slack.sent if "ts" in entry.payload]
+    assert sorted(entry.subject_id for entry in updates) == ["r0", "r0", "r1"]
+    last_of_r0 = [entry for entry in updates if entry.subject_id == "r0"][-1]
+    assert "*Contacted*" in str(last_of_r0.payload["blocks"])
+    assert SqlCases(sessions).get(case_id_for("r0")).state == "contacted"  # type: ignore[union-attr]
