@@ -204,6 +204,15 @@ class FakeServer:
             if r.answered_with == "normal" and r.error is None and r.status < 300
         ]
 
+    def landed(self, path: str | None = None) -> list[Received]:
+        """Requests that took effect: those answered with success, and those that hung and
+        were answered after the client gave up (a post is in the channel all the same)."""
+        return [
+            r
+            for r in self.received(path)
+            if r.answered_with in ("normal", "hang") and r.error is None and r.status < 300
+        ]
+
     def wait_for(
         self, count: int, path: str | None = None, timeout: float = 60.0
     ) -> list[Received]:

@@ -33,10 +33,11 @@ CHANNEL = "#cx-alerts"
 
 
 def alert_keys(slack: FakeSlack) -> Counter[str]:
-    """Each alert key as often as Slack accepted a message carrying it (on its own, or in
-    a summary's list); updates in place are not counted."""
+    """Each alert key as often as a message in Slack carries it (on its own, or in a
+    summary's list), counting a post that hung and landed after the client gave up: the
+    next attempt finds it and does not post again. Updates in place are not counted."""
     seen: Counter[str] = Counter()
-    for received in slack.accepted("/api/chat.postMessage"):
+    for received in slack.landed("/api/chat.postMessage"):
         metadata = received.body.get("metadata")
         if isinstance(metadata, str):
             metadata = json.loads(metadata)

@@ -296,6 +296,21 @@ def test_a_short_hang_is_answered_normally_afterwards(slack: FakeSlack) -> None:
     assert time.monotonic() - started >= 0.3
 
 
+def test_a_post_that_hung_past_the_clients_timeout_landed_all_the_same(slack: FakeSlack) -> None:
+    slack.fail_next(1, Hang(1.5))
+    slack.fail_next(1, ServerError())
+    with pytest.raises(TimeoutError):
+        client(slack, timeout=1).chat_postMessage(channel="#kudos", text="late")
+    slack_error(lambda: client(slack).chat_postMessage(channel="#kudos", text="refused"))
+    client(slack).chat_postMessage(channel="#kudos", text="at once")
+    deadline = time.monotonic() + 10
+    while len(slack.landed(POST)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    assert sorted(r.body["text"] for r in slack.landed(POST)) == ["at once", "late"]
+    assert [r.body["text"] for r in slack.accepted(POST)] == ["at once"]
+
+
 def test_failures_apply_to_the_next_n_requests_of_their_path_only(slack: FakeSlack) -> None:
     web = client(slack)
     slack.fail_next(2, ServerError(), path="chat.postMessage")
