@@ -21,8 +21,9 @@ EMBEDDED_BROKER_SETTINGS = {
     "NPSLOOP_RECOVERY_CONSISTENCY_CHECK": "false",
     # It answers a fetch that found nothing new only when the fetch's wait is over, even if
     # messages arrived meanwhile: each hop of the pipeline waited up to that long (with
-    # Faust's 1500 ms, alerts took 1.2 s at 20 responses a second; docs/PERFORMANCE.md).
-    "NPSLOOP_BROKER_FETCH_MAX_WAIT_MS": "50",
+    # Faust's 1500 ms, alerts took 1.2 s at 20 responses a second). Shorter costs the broker
+    # CPU at idle: a third of a core at 50 ms, a fifth at 100 (docs/PERFORMANCE.md).
+    "NPSLOOP_BROKER_FETCH_MAX_WAIT_MS": "100",
 }
 
 

@@ -86,7 +86,7 @@ class _ConsumerThread(AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Transport) -> KafkaClient:
         client = super()._create_worker_consumer(transport)
         # Faust passes a fixed 1500 ms; aiokafka keeps the value until start() hands it to
-        # its fetcher (tests/unit/test_commits.py checks that the fetcher gets this one).
+        # its fetcher (test_wedged_partition.py checks that the fetcher gets this one).
         client._fetch_max_wait_ms = cast(ContiguousConsumer, self.consumer).fetch_max_wait_ms
         return client
 
