@@ -4,7 +4,6 @@ their deliveries in the background: Slack's speed does not hold up the stream.""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,6 +35,7 @@ from shared.db import Sessions, make_engine
 from shared.events import CaseAction, CaseEvent
 from shared.ids import case_id_for
 from tests.unit.builders import FakeClock, a_classified_response, run
+from tests.unit.test_case_buttons import step
 from tests.unit.test_notifier import FakeSender
 
 CONFIG = LoopConfig(slack_channel="#customer-feedback", company_name="Our Shop")
@@ -396,17 +396,6 @@ async def taken_in(dispatcher: Dispatcher, batch: list[Any]) -> None:
     await dispatcher.settle()
 
 
-def a_step(action: CaseAction, response_id: str, at: datetime) -> CaseEvent:
-    return CaseEvent(
-        event_id=uuid.uuid4(),
-        occurred_at=at,
-        case_id=case_id_for(response_id),
-        response_id=response_id,
-        action=action,
-        actor="U0KIM",
-    )
-
-
 def test_a_batch_of_case_steps_is_applied_in_one_transaction(sessions: Sessions) -> None:
     """Every alert's case comes back to the notifier opened, from the cases topic: one
     transaction a batch of them, not one an event."""
@@ -450,11 +439,11 @@ def test_staff_steps_of_a_batch_are_shown_on_their_alerts_each_responses_in_orde
     assert len(slack.sent) == 2
     at = clock()
     steps = [
-        a_step(CaseAction.CLAIMED, "r0", at),
-        a_step(CaseAction.CLAIMED, "r1", at),
-        a_step(CaseAction.CONTACTED, "r0", at + timedelta(minutes=1)),
+        step(CaseAction.CLAIMED, "U0KIM", "r0", at),
+        step(CaseAction.CLAIMED, "U0KIM", "r1", at),
+        step(CaseAction.CONTACTED, "U0KIM", "r0", at + timedelta(minutes=1)),
         # Claiming a contacted case does not fit its state: refused, and not redrawn.
-        a_step(CaseAction.CLAIMED, "r0", at + timedelta(minutes=2)),
+        step(CaseAction.CLAIMED, "U0KIM", "r0", at + timedelta(minutes=2)),
     ]
 
     run(dispatcher.handle_case_events(steps))
