@@ -83,7 +83,8 @@ class Settings(BaseSettings):
         description="How long the broker may hold a consumer's fetch that finds nothing new. "
         "Kafka answers as soon as a message arrives, so there this only sets how often idle "
         "workers ask; the embedded broker answers only when the wait is over, so there it is "
-        "each hop's latency, and `npsloop up` sets 100 for it (Faust's own fixed value is 1500; the broker's CPU at idle is the price of a short one).",
+        "each hop's latency, and `npsloop up` sets 100 for it (Faust's own fixed value is "
+        "1500; the broker's CPU at idle is the price of a short one).",
     )
     consumer_stall_seconds: float = Field(
         30.0,
