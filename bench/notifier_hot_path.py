@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from services.notifier.adapters import OutboxEntry, SqlOutbox
+from services.notifier.adapters import SqlOutbox
 from services.notifier.bursts import BurstPolicy
 from services.notifier.case_store import SqlCases
 from services.notifier.dispatch import DeliveryMetrics, Dispatcher
@@ -38,21 +38,7 @@ from services.notifier.review_store import (
     review_decisions_counter,
 )
 from shared.db import make_engine, migrate, session_factory
-from tests.unit.builders import a_classified_response
-
-
-class InstantSlack:
-    """Answers every post at once, as a Slack with no latency would."""
-
-    def __init__(self) -> None:
-        self.posts = 0
-
-    async def send(self, entry: OutboxEntry) -> str:
-        self.posts += 1
-        return f"C0ALERTS:1700000000.{self.posts:06d}"
-
-    async def find(self, entry: OutboxEntry) -> str | None:
-        return None
+from tests.unit.builders import InstantSlack, a_classified_response
 
 
 async def alert(url: str, alerts: int, lanes: int, batch: int) -> dict[str, float]:
@@ -97,7 +83,7 @@ async def alert(url: str, alerts: int, lanes: int, batch: int) -> dict[str, floa
     async def retry_timer() -> None:
         # Two lanes posting to one channel in the same instant: one waits for the other's
         # turn to end, and the retry timer sends it.
-        while slack.posts < alerts:
+        while len(slack.sent) < alerts:
             await asyncio.sleep(0.05)
             await dispatcher.retry_due()
 

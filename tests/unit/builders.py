@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from services.classifier.domain import classify_response
+from services.notifier.adapters import OutboxEntry
 from shared.events import (
     ClassifiedResponse,
     Contact,
@@ -106,3 +107,17 @@ def a_fast_classified_response(
         category=classify(score),
         themes=[KeywordHit(id=theme, label=theme.title()) for theme in themes],
     )
+
+
+class InstantSlack:
+    """A Slack sender that posts at once, answering where each message went, as Slack does."""
+
+    def __init__(self) -> None:
+        self.sent: list[OutboxEntry] = []
+
+    async def send(self, entry: OutboxEntry) -> str:
+        self.sent.append(entry)
+        return f"C0ALERTS:1700000000.{len(self.sent):06d}"
+
+    async def find(self, entry: OutboxEntry) -> str | None:
+        return None

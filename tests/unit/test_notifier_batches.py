@@ -4,6 +4,9 @@ their deliveries in the background: Slack's speed does not hold up the stream.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +28,7 @@ from services.notifier.adapters import (
 from services.notifier.bursts import BurstPolicy
 from services.notifier.case_store import AlertRow, CaseRow, SqlCases
 from services.notifier.dispatch import DeliveryMetrics, Dispatcher
-from services.notifier.domain import Channel, Delivery, DeliveryKind, LoopConfig
+from services.notifier.domain import Channel, Delivery, LoopConfig
 from services.notifier.review_store import (
     ReviewLedger,
     SqlReviewDecisions,
@@ -34,9 +37,9 @@ from services.notifier.review_store import (
 from shared.db import Sessions, make_engine
 from shared.events import CaseAction, CaseEvent
 from shared.ids import case_id_for
-from tests.unit.builders import FakeClock, a_classified_response, run
+from tests.unit.builders import FakeClock, InstantSlack, a_classified_response, run
 from tests.unit.test_case_buttons import step
-from tests.unit.test_notifier import FakeSender
+from tests.unit.test_notifier import FakeSender, an_alert
 
 CONFIG = LoopConfig(slack_channel="#customer-feedback", company_name="Our Shop")
 
@@ -285,18 +288,30 @@ def test_a_response_s_deliveries_are_found_through_an_index(database_url: str) -
     assert "USING INDEX ix_notifier_deliveries_subject" in " ".join(map(str, plan))
 
 
-class InstantSlack:
-    """Posts at once, answering where each message went, as Slack does."""
+@contextlib.contextmanager
+def counted(sessions: Sessions) -> Iterator[Counter[str]]:
+    """The statements and commits the database is sent while the block runs."""
+    engine = sessions.kw["bind"]
+    counts: Counter[str] = Counter()
 
-    def __init__(self) -> None:
-        self.sent: list[OutboxEntry] = []
+    def statement(*_args: Any) -> None:
+        counts["statements"] += 1
 
-    async def send(self, entry: OutboxEntry) -> str:
-        self.sent.append(entry)
-        return f"C0ALERTS:1700000000.{len(self.sent):06d}"
+    def commit(*_args: Any) -> None:
+        counts["commits"] += 1
 
-    async def find(self, entry: OutboxEntry) -> str | None:
-        return None
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "commit", commit)
+    try:
+        yield counts
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "commit", commit)
+
+
+async def taken_in(dispatcher: Dispatcher, batch: list[Any]) -> None:
+    await dispatcher.handle_many(batch)
+    await dispatcher.settle()
 
 
 def test_the_retry_timer_leaves_alerts_waiting_for_their_first_attempt_alone(
@@ -334,14 +349,7 @@ def test_an_alert_whose_first_attempt_never_came_is_the_retry_timers_once_its_ho
     now = datetime.now(UTC)
     lease = timedelta(seconds=30)
     pacing = Pacing(turn_until=now, burst_minimum=999, burst_limit=9)
-    delivery = Delivery(
-        kind=DeliveryKind.ALERT,
-        channel=Channel.SLACK,
-        recipient="#customer-feedback",
-        subject_id="r0",
-        payload={"channel": "#customer-feedback", "text": "r0"},
-        origin_at=now,
-    )
+    delivery = an_alert("r0")
 
     assert outbox.enqueue(delivery, now, now + lease, pacing, claim=False).outcome == "added"
     assert outbox.due(now, 10) == []
@@ -360,40 +368,16 @@ def test_an_alert_costs_the_database_few_statements_and_one_commit_on_each_side_
     its review decision, the look for an earlier alert, the delivery), 2 to claim it and
     take its channel's turn, 2 to mark it sent and remember where it was posted; the batch
     commits once, the claim and the record once each. There were 16.5 and 3.75 commits."""
-    engine = sessions.kw["bind"]
-    counted = {"statements": 0, "commits": 0}
-
-    def statement(*_args: Any) -> None:
-        counted["statements"] += 1
-
-    def commit(*_args: Any) -> None:
-        counted["commits"] += 1
-
     slack = InstantSlack()
     dispatcher = sql_dispatcher(sessions, SqlOutbox(sessions), slack)
     batch = a_batch(20)
-    event.listen(engine, "before_cursor_execute", statement)
-    event.listen(engine, "commit", commit)
-    try:
-
-        async def scenario() -> None:
-            await dispatcher.handle_many(batch)
-            await dispatcher.settle()
-
-        run(scenario())
-    finally:
-        event.remove(engine, "before_cursor_execute", statement)
-        event.remove(engine, "commit", commit)
+    with counted(sessions) as counts:
+        run(taken_in(dispatcher, batch))
 
     assert len(slack.sent) == len(batch)
     # The channel's first turn finds no row, writes it and takes it: 3 statements more, once.
-    assert counted["statements"] == 11 * len(batch) + 3
-    assert counted["commits"] == 2 * len(batch) + 1
-
-
-async def taken_in(dispatcher: Dispatcher, batch: list[Any]) -> None:
-    await dispatcher.handle_many(batch)
-    await dispatcher.settle()
+    assert counts["statements"] == 11 * len(batch) + 3
+    assert counts["commits"] == 2 * len(batch) + 1
 
 
 def test_a_batch_of_case_steps_is_applied_in_one_transaction(sessions: Sessions) -> None:
@@ -407,19 +391,10 @@ def test_a_batch_of_case_steps_is_applied_in_one_transaction(sessions: Sessions)
     dispatcher = sql_dispatcher(sessions, SqlOutbox(sessions), InstantSlack(), on_case=announce)
     run(taken_in(dispatcher, a_batch(20)))
     assert len(opened) == 20
-    engine = sessions.kw["bind"]
-    commits: list[int] = []
-
-    def commit(*_args: Any) -> None:
-        commits.append(1)
-
-    event.listen(engine, "commit", commit)
-    try:
+    with counted(sessions) as counts:
         run(dispatcher.handle_case_events(opened))
-    finally:
-        event.remove(engine, "commit", commit)
 
-    assert len(commits) == 1
+    assert counts["commits"] == 1
     assert [len(SqlCases(sessions).steps(e.case_id)) for e in opened] == [1] * 20
 
 
