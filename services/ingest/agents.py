@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import faust
@@ -12,6 +12,11 @@ from services.ingest.planning import Rules
 from services.ingest.store import IngestStore
 from shared.events import ContactPreference, Invitation, Purchase, Response, decode
 from shared.streams import EventLoop
+
+# A customer's latest answer only tires them for later purchases, so a batch of responses
+# may gather for a moment: one transaction for up to this many, instead of one each.
+RESPONSES_BATCH_SIZE = 500
+RESPONSES_BATCH_SECONDS = 0.05
 
 
 def register(
@@ -45,16 +50,14 @@ def register(
 
     @app.agent(responses, name="note_responses")
     async def note_responses(stream: faust.StreamT[bytes]) -> None:
-        async def handle(key: bytes | None, value: bytes | None) -> None:
+        def read(key: bytes | None, value: bytes | None) -> tuple[str, datetime]:
             response = decode(Response, value)
-            await asyncio.to_thread(
-                store.record_response,
-                response.customer_id,
-                response.responded_at,
-                datetime.now(UTC),
-            )
+            return response.customer_id, response.responded_at
 
-        await loop.run(stream, handle)
+        async def handle(answers: Sequence[tuple[str, datetime]]) -> None:
+            await asyncio.to_thread(store.record_responses, answers, datetime.now(UTC))
+
+        await loop.run_batches(stream, read, handle, RESPONSES_BATCH_SIZE, RESPONSES_BATCH_SECONDS)
 
     @app.agent(preferences, name="honour_preferences")
     async def honour_preferences(stream: faust.StreamT[bytes]) -> None:

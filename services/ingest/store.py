@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -451,12 +451,33 @@ class IngestStore:
     # --- what customers tell us ---------------------------------------------------------
 
     def record_response(self, customer_id: str, responded_at: datetime, now: datetime) -> None:
+        self.record_responses([(customer_id, responded_at)], now)
+
+    def record_responses(self, responses: Iterable[tuple[str, datetime]], now: datetime) -> None:
+        """Each customer's latest answer, for the contact rules: one transaction for a batch
+        of (customer id, responded at), in any order (only the latest of each counts)."""
+        latest: dict[str, datetime] = {}
+        for customer_id, responded_at in responses:
+            if customer_id not in latest or responded_at > latest[customer_id]:
+                latest[customer_id] = responded_at
+        if not latest:
+            return
         with self._sessions.begin() as session:
-            customer = self._customer(session, customer_id, now)
-            last = customer.last_responded_at
-            if last is None or responded_at > last:
-                customer.last_responded_at = responded_at.astimezone(UTC)
-                customer.updated_at = now
+            known = {
+                row.customer_id: row
+                for row in session.execute(
+                    select(CustomerRow).where(CustomerRow.customer_id.in_(latest))
+                ).scalars()
+            }
+            for customer_id, responded_at in latest.items():
+                customer = known.get(customer_id)
+                if customer is None:
+                    customer = CustomerRow(customer_id=customer_id, updated_at=now)
+                    session.add(customer)
+                last = customer.last_responded_at
+                if last is None or responded_at > last:
+                    customer.last_responded_at = responded_at.astimezone(UTC)
+                    customer.updated_at = now
 
     def apply_preference(self, preference: ContactPreference, now: datetime) -> list[Invitation]:
         """Unsubscribe, resubscribe or erase; returns the scheduled invitations it cancelled."""

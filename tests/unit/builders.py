@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Coroutine
+from collections import Counter
+from collections.abc import Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
 
 from services.classifier.domain import classify_response
 from services.notifier.adapters import OutboxEntry
@@ -121,3 +126,24 @@ class InstantSlack:
 
     async def find(self, entry: OutboxEntry) -> str | None:
         return None
+
+
+@contextlib.contextmanager
+def counted(sessions: sessionmaker[Session]) -> Iterator[Counter[str]]:
+    """The statements and commits the database is sent while the block runs."""
+    engine = sessions.kw["bind"]
+    counts: Counter[str] = Counter()
+
+    def statement(*_args: Any) -> None:
+        counts["statements"] += 1
+
+    def commit(*_args: Any) -> None:
+        counts["commits"] += 1
+
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "commit", commit)
+    try:
+        yield counts
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "commit", commit)

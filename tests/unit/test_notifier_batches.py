@@ -4,15 +4,12 @@ their deliveries in the background: Slack's speed does not hold up the stream.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.notifier.adapters import (
@@ -37,7 +34,7 @@ from services.notifier.review_store import (
 from shared.db import Sessions, make_engine
 from shared.events import CaseAction, CaseEvent
 from shared.ids import case_id_for
-from tests.unit.builders import FakeClock, InstantSlack, a_classified_response, run
+from tests.unit.builders import FakeClock, InstantSlack, a_classified_response, counted, run
 from tests.unit.test_case_buttons import step
 from tests.unit.test_notifier import FakeSender, an_alert
 
@@ -286,27 +283,6 @@ def test_a_response_s_deliveries_are_found_through_an_index(database_url: str) -
         plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", ("alert", "r0")).all()
     engine.dispose()
     assert "USING INDEX ix_notifier_deliveries_subject" in " ".join(map(str, plan))
-
-
-@contextlib.contextmanager
-def counted(sessions: Sessions) -> Iterator[Counter[str]]:
-    """The statements and commits the database is sent while the block runs."""
-    engine = sessions.kw["bind"]
-    counts: Counter[str] = Counter()
-
-    def statement(*_args: Any) -> None:
-        counts["statements"] += 1
-
-    def commit(*_args: Any) -> None:
-        counts["commits"] += 1
-
-    event.listen(engine, "before_cursor_execute", statement)
-    event.listen(engine, "commit", commit)
-    try:
-        yield counts
-    finally:
-        event.remove(engine, "before_cursor_execute", statement)
-        event.remove(engine, "commit", commit)
 
 
 async def taken_in(dispatcher: Dispatcher, batch: list[Any]) -> None:
