@@ -40,6 +40,7 @@ def register(
     classify: Classify,
     metrics: ClassifierMetrics,
     loop: EventLoop,
+    ready: Callable[[], bool],
 ) -> None:
     @app.agent(invitations, name="remember_contexts")
     async def remember_contexts(stream: faust.StreamT[bytes]) -> None:
@@ -59,8 +60,14 @@ def register(
             context = ResponseContext.model_validate(known) if known else None
             metrics.joins.labels("joined" if context else "no_context").inc()
             previous = seen.get(response.response_id)
-            # Text analysis is CPU work (and builds the language detector on first use).
-            result = await asyncio.to_thread(classify, response, context, previous)
+            # Text analysis is CPU work: under a millisecond for a short comment, 50 ms for
+            # the longest analysed (MAX_CHARACTERS), so the loop can afford it once the
+            # language detector is built. A thread an event cost a sixth of the worker's CPU
+            # (bench/pipeline.py). Building the detector takes a second: until then, a thread.
+            if ready():
+                result = classify(response, context, previous)
+            else:
+                result = await asyncio.to_thread(classify, response, context, previous)
             await classified.send(key=response.customer_id.encode(), value=encode(result))
             seen[response.response_id] = str(response.event_id)
             metrics.count(result)

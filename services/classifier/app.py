@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from services.classifier import agents
 from services.classifier.domain import classify_response
 from services.classifier.metrics import ClassifierMetrics
-from services.classifier.text import Taxonomy, TaxonomyError, load_taxonomy, warm_up
+from services.classifier.text import Taxonomy, TaxonomyError, is_warm, load_taxonomy, warm_up
 from services.classifier.text.taxonomy import DEFAULT_TAXONOMY, parse_taxonomy
 from shared import topics
 from shared.events import ClassifiedResponse, Response, ResponseContext
@@ -65,6 +65,7 @@ def create_app(settings: Settings) -> faust.App:
         classify=classify,
         metrics=ClassifierMetrics.create(registry, taxonomy),
         loop=EventLoop("classifier", dlq_topic(app, settings), StreamMetrics.create(registry)),
+        ready=is_warm,
     )
 
     @app.task

@@ -14,6 +14,7 @@ from services.classifier.text.language import (
     LanguageDecision,
     LanguageMethod,
     decide_language,
+    is_warm,
     warm_up,
 )
 from services.classifier.text.sentiment import Sentiment, SentimentLabel, score_sentiment
@@ -50,6 +51,7 @@ __all__ = [
     "decide_language",
     "default_taxonomy",
     "evaluate_csv",
+    "is_warm",
     "load_taxonomy",
     "parse_taxonomy",
     "score_sentiment",

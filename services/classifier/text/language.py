@@ -115,6 +115,11 @@ def warm_up() -> None:
     detector()
 
 
+def is_warm() -> bool:
+    """Whether the detector is built: from then on, a comment takes milliseconds."""
+    return _detector is not None
+
+
 def language_of_locale(locale: str | None) -> LanguageCode | None:
     """The supported language a locale such as "da-DK", "nb_NO" or "sv" names, if any."""
     if not locale:

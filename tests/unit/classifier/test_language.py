@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from services.classifier.text import LanguageMethod, decide_language
+from services.classifier.text import LanguageMethod, decide_language, is_warm, language
 from services.classifier.text.language import MIN_LETTERS, detector, language_of_locale
 
 
@@ -96,3 +96,10 @@ def test_the_detector_is_built_once_per_process_and_then_answers_in_milliseconds
     started = time.perf_counter()
     decide_language("Personalen var otroligt hjälpsam och glad", None)
     assert time.perf_counter() - started < 0.1
+
+
+def test_the_detector_is_warm_once_built_and_not_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The classifier analyses in its event loop once warm, in a thread before."""
+    assert is_warm()  # the session's fixture built it
+    monkeypatch.setattr(language, "_detector", None)
+    assert not is_warm()
