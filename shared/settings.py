@@ -255,7 +255,11 @@ class Settings(BaseSettings):
         "to NPSLOOP_DELIVERY_RETRY_MAX_SECONDS, ride out about a day of Slack or SendGrid outage.",
     )
     aggregate_refresh_seconds: float = Field(
-        2.0, gt=0, description="How often the aggregator recomputes its windows for /metrics."
+        2.0,
+        gt=0,
+        description="How often the aggregator recomputes its windows for /metrics; a refresh "
+        "that takes over a quarter of this waits longer, so refreshing never takes more than "
+        "a quarter of the worker's time.",
     )
     aggregator_batch_size: int = Field(
         500,

@@ -6,12 +6,13 @@ import asyncio
 from collections.abc import Sequence
 
 import faust
+from prometheus_client import Histogram
 
 from services.aggregator.adapters import ReadModel
 from services.aggregator.loop_health import CaseStep
 from services.aggregator.money import PurchaseFact, read_purchase
 from services.aggregator.responses import InvitationFact, ResponseFact
-from services.aggregator.service import DigestPublisher, Refresher
+from services.aggregator.service import DigestPublisher, Refresher, RefreshPace
 from shared.events import CaseEvent, ClassifiedResponse, Invitation, decode
 from shared.streams import EventLoop
 
@@ -31,7 +32,8 @@ def register(
     refresher: Refresher,
     digests: DigestPublisher,
     loop: EventLoop,
-    refresh_seconds: float,
+    pace: RefreshPace,
+    refresh_seconds: Histogram,
     batch_size: int,
 ) -> None:
     @app.agent(classified, name="count")
@@ -76,13 +78,21 @@ def register(
 
         await loop.run_batches(stream, read, handle, batch_size, BATCH_SECONDS)
 
-    @app.timer(refresh_seconds, name="refresh_windows")
+    @app.task
     async def refresh_windows() -> None:
-        try:
-            await asyncio.to_thread(refresher.refresh)
-        except Exception:
-            # The database may be away; the gauges keep their last figures until it is back.
-            app.log.exception("refreshing the NPS windows failed")
+        clock = asyncio.get_running_loop().time
+        wait = pace.interval
+        while True:
+            await asyncio.sleep(wait)
+            started = clock()
+            try:
+                await asyncio.to_thread(refresher.refresh)
+            except Exception:
+                # The database may be away; the gauges keep their last figures until it is back.
+                app.log.exception("refreshing the NPS windows failed")
+            took = clock() - started
+            refresh_seconds.observe(took)
+            wait = pace.wait_after(took)
 
     @app.timer(DIGEST_CHECK_SECONDS, name="publish_digest")
     async def publish_digest() -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import faust
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Histogram
 
 from services.aggregator import agents, bootstrap, queries
 from services.aggregator.adapters import SqlReadModel
 from services.aggregator.metrics import AggregatorGauges
-from services.aggregator.service import DigestPublisher, Refresher, utc_now
+from services.aggregator.service import DigestPublisher, Refresher, RefreshPace, utc_now
 from services.aggregator.web import AggregatorRoutes, DashboardRoutes
 from shared import topics
 from shared.db import make_engine, migrate, session_factory
@@ -53,7 +53,15 @@ def create_app(settings: Settings) -> faust.App:
         refresher=Refresher(read_model, AggregatorGauges(registry, config), config),
         digests=DigestPublisher(read_model, config, schedule, send_digest),
         loop=EventLoop("aggregator", dlq_topic(app, settings), StreamMetrics.create(registry)),
-        refresh_seconds=settings.aggregate_refresh_seconds,
+        pace=RefreshPace(settings.aggregate_refresh_seconds),
+        refresh_seconds=Histogram(
+            "npsloop_aggregator_refresh_seconds",
+            "How long a refresh of every window took. Refreshes start every "
+            "NPSLOOP_AGGREGATE_REFRESH_SECONDS, spaced further when they would take more than "
+            "a quarter of the worker's time.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        ),
         batch_size=settings.aggregator_batch_size,
     )
     AggregatorRoutes(read_model, config).register(web_router(app))

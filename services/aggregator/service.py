@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from services.aggregator.adapters import ReadModel
@@ -44,6 +45,28 @@ class Refresher:
         report = build_report(load_facts(self.read_model, now), now, self.config)
         self.gauges.show(report)
         return report
+
+
+@dataclass(frozen=True)
+class RefreshPace:
+    """How long to wait after a refresh before the next.
+
+    A refresh starts every ``interval``, yet never so often that refreshing takes more than
+    ``share`` of the worker's time: its cost grows with the responses of 180 days (3.6 s for
+    20,000 on a small machine), and at the default interval of 2 s it would otherwise run
+    back to back, a core taken from counting and from the other workers on the host.
+    """
+
+    interval: float
+    share: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.interval <= 0 or not 0 < self.share <= 1:
+            raise ValueError(f"a refresh pace needs interval > 0 and 0 < share <= 1: {self}")
+
+    def wait_after(self, took: float) -> float:
+        """Seconds from the end of a refresh that took ``took`` seconds to the next one."""
+        return max(self.interval - took, took * (1 - self.share) / self.share)
 
 
 class DigestPublisher:

@@ -134,6 +134,8 @@ def test_a_detractor_a_passive_and_a_promoter_make_two_alerts_one_review_email_a
     assert _nps_sample(running, "npsloop_nps") == 0.0
     for category in ("promoter", "passive", "detractor"):
         assert _nps_sample(running, "npsloop_responses", category=category) == 1.0
+    # The figures came from the refreshes, and SREs see what those cost.
+    assert running.metrics()[("npsloop_aggregator_refresh_seconds_count", ())] >= 1
 
 
 def test_the_same_response_delivered_twice_alerts_once(running: Running) -> None:
