@@ -7,21 +7,26 @@ chaos tests, ``server.fail_randomly(0.2, [ServerError(), Hang(1.0)], seed=7)``.
 The fake Slack answers like the Web API does: it checks the bot token, knows its channels
 (``channel_not_found`` for others), refuses blocks over Slack's limits with
 ``invalid_blocks``, and pages ``conversations.list`` with ``response_metadata.next_cursor``.
+
+Both speak HTTP/1.1 and keep connections alive, as Slack and SendGrid do: a client that
+reuses its connections pays for a connection once, not per request.
 """
 
 from __future__ import annotations
 
 import base64
 import bisect
+import contextlib
 import hashlib
 import json
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
@@ -119,10 +124,80 @@ def _generic_failure(mode: FailureMode) -> Answer:
     return _json(status, {"error": "server error"})
 
 
+_Request = socket.socket | tuple[bytes, socket.socket]
+
+
 class _Server(ThreadingHTTPServer):
+    """Keeps track of the connections that wait for their next request, to close them on
+    stop: shutdown() stops accepting but leaves their threads blocked on a read."""
+
     # The default backlog of 5 makes a burst of concurrent clients wait for a SYN retry
     # (a second each), which looks like a slow service and is only a slow fake.
     request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._connections_lock = threading.Lock()
+        # Connections between requests. One in the middle of a request is left to finish
+        # its answer, as before keep-alive, and closes after it.
+        self._idle: set[_Request] = set()
+        self.closing = False
+
+    def process_request(self, request: _Request, client_address: Any) -> None:
+        with self._connections_lock:
+            self._idle.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: _Request) -> None:
+        with self._connections_lock:
+            self._idle.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: _Request, client_address: Any) -> None:
+        if not self.closing:  # a connection closed under its thread by stop() is no error
+            super().handle_error(request, client_address)
+
+    def busy(self, connection: _Request) -> None:
+        with self._connections_lock:
+            self._idle.discard(connection)
+
+    def idle(self, connection: _Request) -> bool:
+        """Mark a connection as waiting for its next request; False once closing."""
+        with self._connections_lock:
+            if not self.closing:
+                self._idle.add(connection)
+            return not self.closing
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            self.closing = True
+            idle, self._idle = self._idle, set()
+        for connection in idle:
+            assert isinstance(connection, socket.socket)
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked reading
+            connection.close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # Keep-alive, like the real services: answers are framed by their Content-Length.
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: with Nagle's algorithm the body would wait
+    # for the client's delayed ACK of the headers (40 ms) on a kept-alive connection.
+    disable_nagle_algorithm = True
+
+    def parse_request(self) -> bool:
+        # A request line arrived: the connection is busy until its answer is out.
+        cast(_Server, self.server).busy(self.request)
+        return super().parse_request()
+
+    def handle_one_request(self) -> None:
+        super().handle_one_request()
+        if not cast(_Server, self.server).idle(self.request):
+            self.close_connection = True
+
+    def log_message(self, *_args: Any) -> None:
+        pass
 
 
 @dataclass
@@ -140,7 +215,7 @@ class FakeServer:
     _chaos: tuple[float, tuple[FailureMode, ...], str | None] | None = None
     _random: random.Random = field(default_factory=random.Random)
     _stopping: threading.Event = field(default_factory=threading.Event)
-    _server: ThreadingHTTPServer | None = None
+    _server: _Server | None = None
     # 0 until the first start picks a free port; a restart listens on the same one.
     _port: int = 0
 
@@ -148,15 +223,12 @@ class FakeServer:
         fake = self
         self._stopping.clear()
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(_Handler):
             def do_GET(self) -> None:
                 fake._handle(self, "GET")
 
             def do_POST(self) -> None:
                 fake._handle(self, "POST")
-
-            def log_message(self, *_args: Any) -> None:
-                pass
 
         self._server = _Server(("127.0.0.1", self._port), Handler)
         self._port = self._server.server_address[1]
@@ -175,11 +247,14 @@ class FakeServer:
         """Stop listening: from now on connections are refused, as by a provider that is down.
 
         ``start()`` again listens on the same port, keeping what was received before.
+        Kept-alive connections are closed; one in the middle of a request closes after
+        its answer.
         """
         self._stopping.set()  # releases requests that hang
         if self._server:
             self._server.shutdown()
             self._server.server_close()
+            self._server.close_connections()
             self._server = None
 
     # --- what was received ---------------------------------------------------------------
@@ -275,9 +350,11 @@ class FakeServer:
     def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
         split = urlsplit(handler.path)
         body: dict[str, Any] = {k: v[0] for k, v in parse_qs(split.query).items()}
+        # Read even a GET's body, if it has one: left unread it would be taken for the
+        # next request on the connection.
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length)
         if method == "POST":
-            length = int(handler.headers.get("Content-Length") or 0)
-            raw = handler.rfile.read(length)
             if "json" in handler.headers.get("Content-Type", ""):
                 body.update(json.loads(raw or b"{}"))
             else:
@@ -303,10 +380,16 @@ class FakeServer:
             for name, value in headers.items():
                 handler.send_header(name, value)
             handler.send_header("Content-Length", str(len(payload)))
+            if isinstance(failure, Hang) or self._stopping.is_set():
+                # A client that gave up on a hang may still send on the connection, and
+                # a stopping server takes no more: neither is used again.
+                handler.send_header("Connection", "close")
             handler.end_headers()
             handler.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up waiting (a Hang past its timeout): as intended
+        except OSError:
+            # The client gave up waiting (a Hang past its timeout), or stop() closed the
+            # connection: as intended.
+            handler.close_connection = True
 
 
 def _error_of(payload: bytes) -> str | None:

@@ -6,19 +6,25 @@ too: a fake that accepts what Slack refuses would hide the bug it is there to ca
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import http.client
+import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Mail
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from tests.fakes import (
     SLACK_TEST_TOKEN,
@@ -445,6 +451,179 @@ def test_a_sendgrid_hang_times_the_client_out(sendgrid: FakeServer) -> None:
 
     with pytest.raises(TimeoutError):
         mail_client(sendgrid, timeout=0.5).send(a_mail())
+
+
+# --- HTTP/1.1 keep-alive ------------------------------------------------------------------
+# The real services keep connections alive and the clients reuse them: a fake that closed
+# every connection would charge each request a connection (and a thread) it does not cost.
+
+MAIL = json.dumps({"personalizations": [{"to": [{"email": "kim@example.com"}]}]})
+BEARER = {"Authorization": f"Bearer {SLACK_TEST_TOKEN}"}
+
+
+def port(server: FakeServer) -> int:
+    return int(server.url.rsplit(":", 1)[1])
+
+
+def connection(server: FakeServer, timeout: float = 5) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection("127.0.0.1", port(server), timeout=timeout)
+
+
+def ask(web: http.client.HTTPConnection, server: FakeServer) -> http.client.HTTPResponse:
+    """One request of the fake's kind, answered and read to its end, as a client reads."""
+    if isinstance(server, FakeSlack):
+        web.request("POST", "/api/auth.test", headers=BEARER)
+    else:
+        web.request("POST", "/v3/mail/send", MAIL, {"Content-Type": "application/json"})
+    answer = web.getresponse()
+    answer.read()
+    return answer
+
+
+def local_port(web: http.client.HTTPConnection) -> int:
+    assert web.sock is not None, "the connection was closed after the answer"
+    return int(web.sock.getsockname()[1])
+
+
+@pytest.fixture(params=["slack", "sendgrid"])
+def fake(request: pytest.FixtureRequest) -> Iterator[FakeServer]:
+    server = fake_slack() if request.param == "slack" else fake_sendgrid()
+    yield server
+    server.stop()
+
+
+def test_requests_share_one_kept_alive_connection(fake: FakeServer) -> None:
+    web = connection(fake)
+
+    first = ask(web, fake)
+    used = local_port(web)
+    second = ask(web, fake)
+
+    assert (first.version, second.version) == (11, 11)
+    assert first.status == second.status and first.status in (200, 202)
+    assert local_port(web) == used
+    assert len(fake.received()) == 2
+    web.close()
+
+
+def test_failure_answers_are_framed_and_keep_the_connection(fake: FakeServer) -> None:
+    fake.fail_next(1, RateLimited(retry_after=3))
+    fake.fail_next(1, ServerError(status=503))
+    web = connection(fake)
+
+    limited = ask(web, fake)
+    used = local_port(web)
+    failed = ask(web, fake)
+    then = ask(web, fake)
+
+    assert (limited.status, failed.status) == (429, 503)
+    assert then.status in (200, 202)
+    assert limited.headers["Retry-After"] == "3"
+    assert all(a.headers["Content-Length"] for a in (limited, failed, then))
+    assert local_port(web) == used
+    assert [r.answered_with for r in fake.received()] == ["rate_limited", "server_error", "normal"]
+    web.close()
+
+
+def test_the_async_slack_client_reuses_its_connection(slack: FakeSlack) -> None:
+    """As the notifier calls Slack: AsyncWebClient on one aiohttp session."""
+    opened: list[object] = []
+    reused: list[object] = []
+
+    async def calls() -> None:
+        trace = aiohttp.TraceConfig()
+
+        async def on_create(*args: Any) -> None:
+            opened.append(args)
+
+        async def on_reuse(*args: Any) -> None:
+            reused.append(args)
+
+        trace.on_connection_create_end.append(on_create)
+        trace.on_connection_reuseconn.append(on_reuse)
+        async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+            web = AsyncWebClient(SLACK_TEST_TOKEN, slack.url + "/api/", session=session)
+            slack.fail_next(1, RateLimited(retry_after=1))
+            with contextlib.suppress(SlackApiError):
+                await web.auth_test()
+            for _ in range(3):
+                await web.chat_postMessage(channel="#kudos", text="x")
+
+    asyncio.run(calls())
+
+    assert (len(opened), len(reused)) == (1, 3)
+    assert len(slack.accepted(POST)) == 3
+
+
+def test_after_a_hang_the_connection_is_answered_then_closed(slack: FakeSlack) -> None:
+    """A client that gave up on a hang may have sent more on the connection: nothing more
+    is read from it, and the answer says so."""
+    slack.fail_next(1, Hang(0.3))
+    request = (
+        f"POST /api/auth.test HTTP/1.1\r\nHost: fake\r\n"
+        f"Authorization: Bearer {SLACK_TEST_TOKEN}\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port(slack)), 5) as raw:
+        raw.sendall(request + request)  # the second waits behind the hang
+        got = b""
+        while chunk := raw.recv(65536):
+            got += chunk
+
+    assert got.count(b"HTTP/1.1 ") == 1
+    assert b"\r\nConnection: close\r\n" in got
+    assert len(slack.received()) == 1
+
+
+def test_a_short_hang_is_answered_and_the_client_opens_a_new_connection(slack: FakeSlack) -> None:
+    slack.fail_next(1, Hang(0.2))
+    web = connection(slack)
+
+    hung = ask(web, slack)
+    assert web.sock is None  # the answer said Connection: close
+    after = ask(web, slack)
+
+    assert (hung.status, after.status) == (200, 200)
+    assert hung.headers["Connection"] == "close"
+    assert local_port(web)
+    web.close()
+
+
+def test_stopping_closes_an_idle_kept_alive_connection(fake: FakeServer) -> None:
+    web = connection(fake)
+    ask(web, fake)
+    assert web.sock is not None
+    stopped = threading.Event()
+
+    def stop() -> None:
+        fake.stop()
+        stopped.set()
+
+    threading.Thread(target=stop, daemon=True).start()
+
+    assert stopped.wait(2), "stop() hung on a kept-alive connection"
+    web.sock.settimeout(2)
+    assert web.sock.recv(1) == b""  # the fake closed it
+    with pytest.raises(OSError):
+        ask(web, fake)
+    web.close()
+
+
+def test_stopping_answers_a_request_that_hangs_then_closes_its_connection() -> None:
+    server = fake_slack()
+    server.fail_next(1, Hang(60))
+    web = connection(server, timeout=30)
+    answers: list[http.client.HTTPResponse] = []
+    thread = threading.Thread(target=lambda: answers.append(ask(web, server)), daemon=True)
+    thread.start()
+    server.wait_for(1, timeout=2)
+
+    server.stop()
+    thread.join(5)
+
+    assert [a.status for a in answers] == [200]
+    assert answers[0].headers["Connection"] == "close"
+    assert server.landed() and not server.accepted()
+    web.close()
 
 
 # --- what the integration tests already rely on --------------------------------------------
