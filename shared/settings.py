@@ -243,9 +243,10 @@ class Settings(BaseSettings):
     notifier_lanes: int = Field(
         8,
         ge=1,
-        description="Deliveries the notifier attempts at once, and case steps it handles at "
-        "once (each case's in order): its work is mostly waiting on Slack, SendGrid and the "
-        "database, so more lanes mean more alerts a second, up to what those take.",
+        description="Deliveries the notifier attempts at once, and alerts it redraws at once "
+        "for case steps (each response's in order): its work is mostly waiting on Slack, "
+        "SendGrid and the database, so more lanes mean more alerts a second, up to what those "
+        "take.",
     )
     delivery_max_attempts: int = Field(
         400,
