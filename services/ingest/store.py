@@ -450,9 +450,6 @@ class IngestStore:
 
     # --- what customers tell us ---------------------------------------------------------
 
-    def record_response(self, customer_id: str, responded_at: datetime, now: datetime) -> None:
-        self.record_responses([(customer_id, responded_at)], now)
-
     def record_responses(self, responses: Iterable[tuple[str, datetime]], now: datetime) -> None:
         """Each customer's latest answer, for the contact rules: one transaction for a batch
         of (customer id, responded at), in any order (only the latest of each counts)."""

@@ -547,22 +547,22 @@ def test_an_erased_customers_later_purchase_keeps_no_contact_in_its_invitation(
 def test_a_recent_response_makes_a_later_purchase_suppressed_for_fatigue(
     store: IngestStore,
 ) -> None:
-    store.record_response("cust-1", NOON - timedelta(days=10), NOON)
+    store.record_responses([("cust-1", NOON - timedelta(days=10))], NOON)
     invitation = store.plan(a_purchase(), RULES, NOON)
     assert invitation is not None
     assert invitation.reason == "fatigue"
 
 
 def test_a_response_long_ago_does_not_tire_the_customer(store: IngestStore) -> None:
-    store.record_response("cust-1", NOON - timedelta(days=200), NOON)
+    store.record_responses([("cust-1", NOON - timedelta(days=200))], NOON)
     invitation = store.plan(a_purchase(), RULES, NOON)
     assert invitation is not None
     assert invitation.status == InvitationStatus.SCHEDULED
 
 
 def test_an_older_response_arriving_late_does_not_replace_the_latest(store: IngestStore) -> None:
-    store.record_response("cust-1", NOON - timedelta(days=10), NOON)
-    store.record_response("cust-1", NOON - timedelta(days=200), NOON + timedelta(minutes=1))
+    store.record_responses([("cust-1", NOON - timedelta(days=10))], NOON)
+    store.record_responses([("cust-1", NOON - timedelta(days=200))], NOON + timedelta(minutes=1))
     invitation = store.plan(a_purchase(), RULES, NOON + timedelta(minutes=2))
     assert invitation is not None
     assert invitation.reason == "fatigue"
@@ -571,7 +571,7 @@ def test_an_older_response_arriving_late_does_not_replace_the_latest(store: Inge
 def test_a_batch_of_responses_keeps_each_customers_latest_whatever_the_order(
     store: IngestStore,
 ) -> None:
-    store.record_response("cust-2", NOON - timedelta(days=10), NOON)
+    store.record_responses([("cust-2", NOON - timedelta(days=10))], NOON)
     store.record_responses(
         [
             ("cust-1", NOON - timedelta(days=10)),
@@ -598,7 +598,7 @@ def test_a_batch_of_responses_is_one_transaction(
 ) -> None:
     """The responses agent noted each response in a transaction of its own: a fifth of
     ingest's CPU in bench/pipeline.py."""
-    store.record_response("cust-0", NOON - timedelta(days=1), NOON)
+    store.record_responses([("cust-0", NOON - timedelta(days=1))], NOON)
     batch = [(f"cust-{i % 50}", NOON - timedelta(minutes=i)) for i in range(200)]
     with counted(sessions) as counts:
         store.record_responses(batch, NOON)
