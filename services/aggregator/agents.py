@@ -33,7 +33,7 @@ def register(
     digests: DigestPublisher,
     loop: EventLoop,
     pace: RefreshPace,
-    refresh_seconds: Histogram,
+    refresh_durations: Histogram,
     batch_size: int,
 ) -> None:
     @app.agent(classified, name="count")
@@ -91,7 +91,7 @@ def register(
                 # The database may be away; the gauges keep their last figures until it is back.
                 app.log.exception("refreshing the NPS windows failed")
             took = clock() - started
-            refresh_seconds.observe(took)
+            refresh_durations.observe(took)
             wait = pace.wait_after(took)
 
     @app.timer(DIGEST_CHECK_SECONDS, name="publish_digest")

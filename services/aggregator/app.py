@@ -54,7 +54,7 @@ def create_app(settings: Settings) -> faust.App:
         digests=DigestPublisher(read_model, config, schedule, send_digest),
         loop=EventLoop("aggregator", dlq_topic(app, settings), StreamMetrics.create(registry)),
         pace=RefreshPace(settings.aggregate_refresh_seconds),
-        refresh_seconds=Histogram(
+        refresh_durations=Histogram(
             "npsloop_aggregator_refresh_seconds",
             "How long a refresh of every window took. Refreshes start every "
             "NPSLOOP_AGGREGATE_REFRESH_SECONDS, spaced further when they would take more than "
