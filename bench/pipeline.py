@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -296,6 +297,48 @@ async def post_steadily(url: str, run: str, rate: float, seconds: float) -> dict
     return accepted
 
 
+async def record_times(bootstrap: str, topic: str, pattern: re.Pattern[bytes]) -> dict[str, float]:
+    """When each response id matching ``pattern`` was first produced to the topic (the
+    record's timestamp, time.time() seconds). Read until a fetch finds nothing: the embedded
+    broker's end offsets are not record counts."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        assigned = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        times: dict[str, float] = {}
+        while batch := await consumer.getmany(timeout_ms=1000):
+            for message in (m for messages in batch.values() for m in messages):
+                for found in set(pattern.findall(message.value or b"")):
+                    at = message.timestamp / 1000
+                    times[found.decode()] = min(times.get(found.decode(), at), at)
+        return times
+    finally:
+        await consumer.stop()
+
+
+def stages(stack: Stack, run: str, accepted: dict[str, float], seen: dict[str, float]) -> None:
+    """Where (c)'s time went: p50/p99 of the time from ingest's 202 to each topic, and from
+    there to Slack (record timestamps; the processes share one clock)."""
+    pattern = re.compile(rf"lat-{run}-\d+".encode())
+    at: dict[str, dict[str, float]] = {"accepted": accepted}
+    for spec in (topics.RESPONSES, topics.RESPONSES_CLASSIFIED):
+        at[spec.name] = asyncio.run(record_times(stack.bootstrap, stack.topic(spec.name), pattern))
+    at["slack"] = seen
+    names = list(at)
+    parts = []
+    for before, after in itertools.pairwise(names):
+        gaps = [(at[after][r] - at[before][r]) * 1000 for r in accepted if r in at[after]]
+        if gaps:
+            parts.append(
+                f"{before} -> {after} p50 {percentile(gaps, 0.5):.0f} ms, "
+                f"p99 {percentile(gaps, 0.99):.0f} ms"
+            )
+    print(f"(c) stages: {'; '.join(parts)}")
+
+
 def alert_latency(
     stack: Stack, slack: FakeSlack, rate: float, seconds: float, timeout: float
 ) -> list[float]:
@@ -311,6 +354,7 @@ def alert_latency(
     if missing:
         print(f"(c) {missing} of {len(accepted)} accepted detractors never reached Slack")
     latencies = [(seen[r] - at) * 1000 for r, at in accepted.items() if r in seen]
+    stages(stack, run, accepted, seen)
     print(
         f"(c) {len(latencies)} alerts at {rate:.0f}/s: ingest 202 -> Slack call "
         f"mean {statistics.mean(latencies):.0f} ms, max {max(latencies):.0f} ms"
