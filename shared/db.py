@@ -7,14 +7,16 @@ database call blocks the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -110,6 +112,86 @@ class Sessions(sessionmaker[Session]):
                 yield
             finally:
                 self._joined.session = None
+
+
+T = TypeVar("T")
+# What a grouped write ended in: its result, or the exception it raised.
+_Outcome = tuple[bool, Any]
+
+
+class GroupCommit:
+    """Small write transactions asked for at about the same time, run one after another in
+    one thread hop and one transaction (group commit).
+
+    A write asked for while none is running starts at once, alone; those asked for while
+    one runs wait for it and then go together, up to ``limit`` at a time. No write waits on
+    a timer, and under load many share one commit: on SQLite, whose writers take turns on
+    one lock, and on PostgreSQL alike, a commit per write was what bounded the notifier.
+
+    Each write sees the ones before it in its group, as if they had committed one after
+    another. Should the group fail (one write raising, a deadlock, the database away), it is
+    rolled back and each write is run again in a transaction of its own, so one bad write
+    fails alone. ``together`` is ``Sessions.together``, which every store's ``begin()``
+    joins.
+
+    The groups run on a thread of their own, not the event loop's shared pool: Sendgrid's
+    calls and other blocking work in that pool must not hold up the commits every attempt
+    waits for. One thread, so a process's writes never contend for SQLite's one lock.
+    """
+
+    def __init__(
+        self, together: Callable[[], contextlib.AbstractContextManager[Any]], limit: int = 64
+    ) -> None:
+        self.together = together
+        self.limit = limit
+        self._waiting: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self._running: asyncio.Task[None] | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="group-commit")
+
+    async def run(self, write: Callable[[], T]) -> T:
+        """``write()``'s result once its group committed; what it raised, if it failed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._waiting.append((write, future))
+        if self._running is None or self._running.done() or self._running.get_loop() is not loop:
+            self._running = loop.create_task(self._run_groups())
+        return await future
+
+    async def _run_groups(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting[: self.limit], self._waiting[self.limit :]
+            try:
+                outcomes = await asyncio.get_running_loop().run_in_executor(
+                    self._thread, self._commit, [write for write, _ in group]
+                )
+            except BaseException as exc:  # cancelled with its worker: none of them is known
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                raise
+            for (_, future), (ok, value) in zip(group, outcomes, strict=True):
+                if future.done():  # its caller gave up waiting
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+    def _commit(self, writes: list[Callable[[], Any]]) -> list[_Outcome]:
+        try:
+            with self.together():
+                return [(True, write()) for write in writes]
+        except Exception as exc:
+            if len(writes) == 1:
+                return [(False, exc)]
+        return [self._alone(write) for write in writes]
+
+    def _alone(self, write: Callable[[], Any]) -> _Outcome:
+        try:
+            with self.together():
+                return (True, write())
+        except Exception as exc:
+            return (False, exc)
 
 
 def session_factory(engine: Engine) -> Sessions:

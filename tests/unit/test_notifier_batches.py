@@ -336,14 +336,16 @@ def test_an_alert_whose_first_attempt_never_came_is_the_retry_timers_once_its_ho
     assert late is None
 
 
-def test_an_alert_costs_the_database_few_statements_and_one_commit_on_each_side_of_its_post(
+def test_an_alert_costs_the_database_few_statements_and_shares_its_commits(
     sessions: Sessions,
 ) -> None:
     """Counted, not timed: each statement cost the notifier 100 to 500 µs (docs/PERFORMANCE.md).
     Per alert: 7 statements taken in with its batch (its version, its case opened and read,
     its review decision, the look for an earlier alert, the delivery), 2 to claim it and
-    take its channel's turn, 2 to mark it sent and remember where it was posted; the batch
-    commits once, the claim and the record once each. There were 16.5 and 3.75 commits."""
+    take its channel's turn, 2 to mark it sent and remember where it was posted. The batch
+    commits once; the claims and records of the attempts under way share commits (a group
+    commit), where each was one of its own: 41 commits for 20 alerts, now 7 or so. There
+    were 16.5 statements and 3.75 commits an alert before that."""
     slack = InstantSlack()
     dispatcher = sql_dispatcher(sessions, SqlOutbox(sessions), slack)
     batch = a_batch(20)
@@ -353,7 +355,8 @@ def test_an_alert_costs_the_database_few_statements_and_one_commit_on_each_side_
     assert len(slack.sent) == len(batch)
     # The channel's first turn finds no row, writes it and takes it: 3 statements more, once.
     assert counts["statements"] == 11 * len(batch) + 3
-    assert counts["commits"] == 2 * len(batch) + 1
+    # How they group depends on when each arrives; one each would be 2 * 20 + 1.
+    assert counts["commits"] <= len(batch)
 
 
 def test_a_batch_of_case_steps_is_applied_in_one_transaction(sessions: Sessions) -> None:
