@@ -1,7 +1,10 @@
 """The Slack side of the loop: alerts with case buttons, burst summaries, kudos, and clicks.
 
-Pure: Block Kit built with slack-sdk's models, no I/O. Every function returns the
-arguments of ``chat.postMessage`` (add ``ts`` for ``chat.update``).
+Pure: Block Kit as plain dicts, no I/O. Every function returns the arguments of
+``chat.postMessage`` (add ``ts`` for ``chat.update``). Not slack-sdk's block models: an
+alert is drawn in the notifier's intake, one at a time for every response, and the models
+took a third of that intake's time. The tests read every message back through those models
+(``Block.parse_all``), so what is drawn here is Block Kit as slack-sdk knows it.
 
 Customer text is hostile until proven otherwise. Three layers keep a comment from
 pinging anyone, mentioning a user or smuggling a link:
@@ -29,17 +32,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal, get_args
-
-from slack_sdk.models.blocks import (
-    ActionsBlock,
-    Block,
-    ButtonElement,
-    ContextBlock,
-    DividerBlock,
-    HeaderBlock,
-    SectionBlock,
-)
-from slack_sdk.models.blocks.basic_components import MarkdownTextObject, PlainTextObject
 
 from services.notifier.cases import Case
 from services.notifier.messages import SECTION_LIMIT, slack_escape
@@ -194,6 +186,35 @@ class AlertLine:
             raise ValueError("a summary line needs a case URL or a response id")
 
 
+# --- Block Kit -------------------------------------------------------------------------
+
+Block = dict[str, Any]
+
+
+def _mrkdwn(text: str) -> Block:
+    return {"type": "mrkdwn", "text": text}
+
+
+def _plain(text: str, emoji: bool | None = None) -> Block:
+    return {"type": "plain_text", "text": text} | ({} if emoji is None else {"emoji": emoji})
+
+
+def _section(text: Block | None = None, fields: Sequence[Block] = ()) -> Block:
+    return (
+        {"type": "section"}
+        | ({"text": text} if text else {})
+        | ({"fields": list(fields)} if fields else {})
+    )
+
+
+def _context(*elements: Block) -> Block:
+    return {"type": "context", "elements": list(elements)}
+
+
+def _divider() -> Block:
+    return {"type": "divider"}
+
+
 # --- text helpers ----------------------------------------------------------------------
 
 
@@ -222,9 +243,9 @@ def _quoted_comment(comment: str) -> str:
     return _cut(quoted, SECTION_LIMIT - len(note) - 1) + "…" + note
 
 
-def _customer(text: str) -> MarkdownTextObject:
+def _customer(text: str) -> Block:
     # verbatim: see the module docstring, layer 2. Our own <@U…>, <!date…> and <url|…> still work.
-    return MarkdownTextObject(text=text, verbatim=True)
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
 
 
 def _who(user: str) -> str:
@@ -308,8 +329,7 @@ def _message(channel: str, text: str, blocks: Sequence[Block]) -> dict[str, Any]
     return {
         "channel": channel,
         "text": text,
-        # to_dict() runs slack-sdk's own validation of each block's limits.
-        "blocks": [block.to_dict() for block in blocks],
+        "blocks": list(blocks),
         "unfurl_links": False,
         "unfurl_media": False,
     }
@@ -340,19 +360,20 @@ def _case_line(case: CaseView) -> str:
     return "  ·  ".join(steps)
 
 
-def _case_buttons(case: CaseView, response_id: str) -> ActionsBlock:
+def _case_buttons(case: CaseView, response_id: str) -> Block:
     buttons = [
-        ButtonElement(
-            text=PlainTextObject(text=label),
-            action_id=action_id,
+        {
+            "type": "button",
+            "text": _plain(label),
+            "action_id": action_id,
             # The response id: ingest keys the case event by it and derives the case id.
-            value=response_id,
-            # Only the suggested next step is green; Slack advises restraint with styles.
-            style="primary" if number == 0 and case.state != "resolved" else None,
-        )
+            "value": response_id,
+        }
+        # Only the suggested next step is green; Slack advises restraint with styles.
+        | ({"style": "primary"} if number == 0 and case.state != "resolved" else {})
         for number, (label, action_id) in enumerate(_BUTTONS[case.state])
     ]
-    return ActionsBlock(block_id="case_actions", elements=buttons)
+    return {"type": "actions", "block_id": "case_actions", "elements": buttons}
 
 
 def alert_message(
@@ -370,11 +391,10 @@ def alert_message(
     headline = f"{_HEADLINE[category]} {response.score}/10"
     marker = ":rotating_light: HIGH PRIORITY · " if high else ""
     blocks: list[Block] = [
-        HeaderBlock(
-            text=PlainTextObject(
-                text=f"{marker}{_ICON[category]} {headline}"[:HEADER_LIMIT], emoji=True
-            )
-        )
+        {
+            "type": "header",
+            "text": _plain(f"{marker}{_ICON[category]} {headline}"[:HEADER_LIMIT], emoji=True),
+        }
     ]
 
     flags: list[str] = []
@@ -385,16 +405,16 @@ def alert_message(
     if "score_comment_mismatch" in classified.flags:
         flags.append(":warning: The score and the comment disagree — probably misread the scale.")
     if flags:
-        blocks.append(SectionBlock(text=_customer(_fit("\n".join(flags), SECTION_LIMIT))))
+        blocks.append(_section(_customer(_fit("\n".join(flags), SECTION_LIMIT))))
 
     comment = (response.comment or "").strip()
     blocks.append(
-        SectionBlock(text=_customer(_quoted_comment(comment) if comment else "_No comment given._"))
+        _section(_customer(_quoted_comment(comment) if comment else "_No comment given._"))
     )
 
     if classified.themes:
         themes = "\n".join(f"• {line}" for line in _hits(classified.themes))
-        blocks.append(SectionBlock(text=_customer(_fit(f"*Themes*\n{themes}", SECTION_LIMIT))))
+        blocks.append(_section(_customer(_fit(f"*Themes*\n{themes}", SECTION_LIMIT))))
 
     segment = _merged_segment(classified)
     fields: list[str] = []
@@ -414,20 +434,16 @@ def alert_message(
         order = f" (order {escape_customer_text(order_id)})" if order_id else ""
         fields.append(f"*Order value*\n{order_value}{order}")
     if fields:
-        blocks.append(SectionBlock(fields=[_customer(_fit(f, FIELD_LIMIT)) for f in fields]))
+        blocks.append(_section(fields=[_customer(_fit(f, FIELD_LIMIT)) for f in fields]))
 
     if classified.is_update:
-        blocks.append(
-            ContextBlock(
-                elements=[MarkdownTextObject(text="Updated: the customer added to their answer.")]
-            )
-        )
+        blocks.append(_context(_mrkdwn("Updated: the customer added to their answer.")))
     # The response's id lets staff find it (and `npsloop rules explain` it) from the alert.
     reference = _fit(f"Response `{classified.response.response_id}`", FIELD_LIMIT)
-    blocks.append(ContextBlock(elements=[_customer(reference)]))
+    blocks.append(_context(_customer(reference)))
     if case is not None:
-        blocks.append(DividerBlock())
-        blocks.append(ContextBlock(elements=[_customer(_case_line(case))]))
+        blocks.append(_divider())
+        blocks.append(_context(_customer(_case_line(case))))
         blocks.append(_case_buttons(case, response.response_id))
 
     store = f" at {segment.store}" if segment.store else ""
@@ -487,7 +503,7 @@ def summary_message(
     period = "minute" if minutes == 1 else f"{minutes} minutes"
     counted = _counted(alerts)
     headline = f"*{counted}* in {_channel_mention(channel)} in the last {period}"
-    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=headline)), DividerBlock()]
+    blocks: list[Block] = [_section(_mrkdwn(headline)), _divider()]
     # One block is kept for "and N more".
     section_budget = MAX_BLOCKS - len(blocks) - 1
     sections: list[str] = []
@@ -501,12 +517,12 @@ def summary_message(
         else:
             break
         shown += 1
-    blocks.extend(SectionBlock(text=_customer(section)) for section in sections)
+    blocks.extend(_section(_customer(section)) for section in sections)
     if shown < len(alerts):
         more = f"…and {len(alerts) - shown} more"
         if dashboard_url:
             more += f": {_link(dashboard_url, 'see them all on the dashboard')}"
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=more)))
+        blocks.append(_section(_mrkdwn(more)))
     fallback = f"{counted} in #{channel.lstrip('#')} in the last {period}"
     return _message(channel, escape_customer_text(fallback), blocks)
 
@@ -523,17 +539,13 @@ def kudos_message(classified: ClassifiedResponse, channel: str) -> dict[str, Any
     at = f" at {escape_customer_text(store)}" if store else ""
     comment = (response.comment or "").strip()
     blocks: list[Block] = [
-        SectionBlock(
-            text=_customer(f":star2: *A promoter gave us {response.score}/10*{at}"),
+        _section(
+            _customer(f":star2: *A promoter gave us {response.score}/10*{at}"),
         )
     ]
     if comment:
-        blocks.append(SectionBlock(text=_customer(_quoted_comment(comment))))
-    blocks.append(
-        ContextBlock(
-            elements=[MarkdownTextObject(text="Shared from the feedback loop. Well done!")]
-        )
-    )
+        blocks.append(_section(_customer(_quoted_comment(comment))))
+    blocks.append(_context(_mrkdwn("Shared from the feedback loop. Well done!")))
     said = f": “{comment[:150]}{'…' if len(comment) > 150 else ''}”" if comment else ""
     fallback = f"A promoter gave us {response.score}/10{' at ' + store if store else ''}{said}"
     return _message(channel, escape_customer_text(fallback), blocks)
@@ -551,11 +563,9 @@ def escalation_message(classified: ClassifiedResponse, channel: str, case: Case)
     )
     comment = (response.comment or "").strip()
     blocks: list[Block] = [
-        SectionBlock(text=MarkdownTextObject(text=f"*{headline}*\nThe SLA ran out {due}.")),
+        _section(_mrkdwn(f"*{headline}*\nThe SLA ran out {due}.")),
     ]
     if comment:
-        blocks.append(SectionBlock(text=_customer(_quoted_comment(comment))))
-    blocks.append(
-        ContextBlock(elements=[_customer(_fit(f"Response `{response.response_id}`", FIELD_LIMIT))])
-    )
+        blocks.append(_section(_customer(_quoted_comment(comment))))
+    blocks.append(_context(_customer(_fit(f"Response `{response.response_id}`", FIELD_LIMIT))))
     return _message(channel, escape_customer_text(f"{headline}: nobody claimed it"), blocks)

@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 from slack_sdk import WebClient
+from slack_sdk.models.blocks import Block
 
 from services.notifier.alerts import (
     AlertLine,
     CaseView,
     alert_message,
+    escalation_message,
     escape_customer_text,
     kudos_message,
     summary_message,
@@ -129,7 +131,15 @@ def buttons(message: dict[str, Any]) -> list[tuple[str, str, str]]:
     ]
 
 
+def assert_block_kit(message: dict[str, Any]) -> None:
+    """The blocks are Block Kit as slack-sdk's models know it: each parses into its model
+    and comes back the same, through to_dict(), which checks Slack's limits on each."""
+    parsed = Block.parse_all(message["blocks"])
+    assert [block.to_dict() for block in parsed] == message["blocks"]
+
+
 def assert_within_slack_limits(message: dict[str, Any]) -> None:
+    assert_block_kit(message)
     blocks = message["blocks"]
     assert len(blocks) <= 50
     for block in blocks:
@@ -404,6 +414,31 @@ def test_escaping_keeps_the_words_readable() -> None:
 
 
 # --- Slack's limits ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", ["open", "claimed", "contacted", "resolved"])
+def test_every_part_of_an_alert_is_block_kit_as_slack_sdk_reads_it(state: str) -> None:
+    everything_shown = urgent_danish_detractor().model_copy(update={"is_update": True})
+    case = a_case(state, claimed_by="U123", claimed_at=AT, escalated=True)
+
+    message = alert_message(everything_shown, "#cx", case)
+
+    kinds = [block["type"] for block in message["blocks"]]
+    assert {"header", "section", "context", "divider", "actions"} <= set(kinds)
+    assert any("fields" in block for block in message["blocks"])
+    assert_block_kit(message)
+
+
+def test_summaries_kudos_and_escalations_are_block_kit_as_slack_sdk_reads_them() -> None:
+    promoter = classified(10, "Fantastic staff <b>", category=Category.PROMOTER)
+    case = Case.open("resp-7", "cust-7", AT, sla_hours=4)
+
+    for message in (
+        summary_message("#cx", burst(30, 5), 5, dashboard_url="https://npsloop.example/d"),
+        kudos_message(promoter, "#kudos"),
+        escalation_message(classified(), "#escalations", case),
+    ):
+        assert_block_kit(message)
 
 
 def comment_section(message: dict[str, Any]) -> str:
