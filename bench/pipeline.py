@@ -47,7 +47,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,11 +100,9 @@ def percentile(values: list[float], share: float) -> float:
 # --- (a) the raw aiokafka loop ------------------------------------------------------------
 
 
-async def classified_at(bootstrap: str, topic: str, marker: bytes, count: int) -> float:
-    """When ``count`` records containing ``marker`` are on the topic (time.time()).
-
-    Counted by reading: the embedded broker's latest offsets are not record counts.
-    """
+@contextlib.asynccontextmanager
+async def read_from_start(bootstrap: str, topic: str) -> AsyncIterator[AIOKafkaConsumer]:
+    """A consumer (no group) of every partition of the topic, from its first record."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await consumer.start()
     try:
@@ -112,13 +110,22 @@ async def classified_at(bootstrap: str, topic: str, marker: bytes, count: int) -
         assigned = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
+async def classified_at(bootstrap: str, topic: str, marker: bytes, count: int) -> float:
+    """When ``count`` records containing ``marker`` are on the topic (time.time()).
+
+    Counted by reading: the embedded broker's latest offsets are not record counts.
+    """
+    async with read_from_start(bootstrap, topic) as consumer:
         seen = 0
         while seen < count:
             batch = await consumer.getmany(timeout_ms=200)
             seen += sum(marker in (m.value or b"") for messages in batch.values() for m in messages)
         return time.time()
-    finally:
-        await consumer.stop()
 
 
 async def produce_responses(bootstrap: str, topic: str, events: list[Response]) -> float:
@@ -301,22 +308,14 @@ async def record_times(bootstrap: str, topic: str, pattern: re.Pattern[bytes]) -
     """When each response id matching ``pattern`` was first produced to the topic (the
     record's timestamp, time.time() seconds). Read until a fetch finds nothing: the embedded
     broker's end offsets are not record counts."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        assigned = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
-        times: dict[str, float] = {}
+    times: dict[str, float] = {}
+    async with read_from_start(bootstrap, topic) as consumer:
         while batch := await consumer.getmany(timeout_ms=1000):
             for message in (m for messages in batch.values() for m in messages):
-                for found in set(pattern.findall(message.value or b"")):
+                for found in {f.decode() for f in pattern.findall(message.value or b"")}:
                     at = message.timestamp / 1000
-                    times[found.decode()] = min(times.get(found.decode(), at), at)
-        return times
-    finally:
-        await consumer.stop()
+                    times[found] = min(times.get(found, at), at)
+    return times
 
 
 def stages(stack: Stack, run: str, accepted: dict[str, float], seen: dict[str, float]) -> None:
