@@ -246,12 +246,11 @@ class Dispatcher:
         together: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
         attempts_at_once: int = 8,
     ) -> None:
-        # One transaction for a batch's intake (Sessions.together); without it, each store's
-        # writes are transactions of their own.
-        self.together = together
         # The hot path's writes (a batch's intake, case steps, each attempt's claim and
         # outcome) run on one thread and share commits, rather than each taking its turn on
         # the database's lock: 8 attempts at once then kept up with 200 alerts a second.
+        # A group is one transaction (Sessions.together), so a batch's intake is never split
+        # into one a store; without it, each store's writes are transactions of their own.
         self.writes = GroupCommit(together)
         self.attempts_at_once = attempts_at_once
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
@@ -294,8 +293,7 @@ class Dispatcher:
             await self._act_on(intake)
 
     def _take_in_all(self, batch: Sequence[ClassifiedResponse], now: datetime) -> list[Taken]:
-        with self.together():
-            return [self._take_in(classified, now) for classified in batch]
+        return [self._take_in(classified, now) for classified in batch]
 
     def _take_in(self, classified: ClassifiedResponse, now: datetime) -> Taken:
         """One response's writes; in a thread, within the batch's transaction."""
@@ -443,8 +441,7 @@ class Dispatcher:
 
     def _apply_steps(self, batch: Sequence[CaseEvent], now: datetime) -> list[StepResult]:
         assert self.cases is not None
-        with self.together():
-            return [self.cases.apply_step(event, now) for event in batch]
+        return [self.cases.apply_step(event, now) for event in batch]
 
     def _counted_step(self, event: CaseEvent, result: StepResult) -> bool:
         """Count a staff step's outcome; True when it was applied (its alert is redrawn)."""
@@ -765,13 +762,7 @@ class Dispatcher:
     def _record_sent(self, entry: OutboxEntry, provider_ref: str, sent_at: datetime) -> bool:
         """Mark a delivery sent and, for an alert, remember where it was posted, so its case
         steps can redraw it in place; True when its content changed while it was on its way.
-        Called in a thread: the writes take one hop and one transaction."""
-        with self.together():
-            return self._record_sent_together(entry, provider_ref, sent_at)
-
-    def _record_sent_together(
-        self, entry: OutboxEntry, provider_ref: str, sent_at: datetime
-    ) -> bool:
+        A write of the group commit: one transaction, on its thread."""
         current = self.outbox.mark_sent(entry.idempotency_key, provider_ref, sent_at)
         if (
             self.cases is None
