@@ -266,12 +266,17 @@ def insert_ignore_many(
 ) -> int:
     """``insert_ignore`` of many rows in a few statements, in the order given (of two with
     the same ``keys``, the first is kept); how many were inserted."""
-    insert = _dialect_insert(session)
-    inserted = 0
-    for chunk in _chunks(rows):
-        statement = insert(table).values(chunk).on_conflict_do_nothing(index_elements=keys)
-        inserted += getattr(session.execute(statement), "rowcount", 0) or 0
-    return inserted
+    return len(inserted_keys(session, table, rows, keys))
+
+
+def inserted_keys(
+    session: Session, table: Any, rows: Sequence[dict[str, Any]], keys: list[str]
+) -> set[tuple[Any, ...]]:
+    """``insert_ignore_many``, returning the ``keys`` (as tuples) of the rows inserted."""
+    if not rows:
+        return set()
+    statement = _insert_ignore_returning(_dialect_name(session), table, tuple(keys))
+    return {tuple(row) for row in session.execute(statement, list(rows))}
 
 
 def upsert(
@@ -300,20 +305,15 @@ def upsert_many(
     keys: list[str],
     only_if: Callable[[Any], Any] | None = None,
 ) -> int:
-    """``upsert`` of many rows (no two with the same ``keys``) in a few statements; how many
-    were written. Rows are written in the order given: give them in the order of their keys,
-    so that two transactions lock shared rows in the same order and do not deadlock."""
-    insert = _dialect_insert(session)
-    written = 0
-    for chunk in _chunks(rows):
-        statement = insert(table).values(chunk)
-        changes = {name: statement.excluded[name] for name in chunk[0] if name not in keys}
-        where = None if only_if is None else only_if(statement.excluded)
-        result = session.execute(
-            statement.on_conflict_do_update(index_elements=keys, set_=changes, where=where)
-        )
-        written += getattr(result, "rowcount", 0) or 0
-    return written
+    """``upsert`` of many rows (no two with the same ``keys``, each with the same columns) in
+    a few statements; how many were written. Rows are written in the order given: give them
+    in the order of their keys, so that two transactions lock shared rows in the same order
+    and do not deadlock."""
+    if not rows:
+        return 0
+    columns = tuple(name for name in rows[0] if name not in keys)
+    statement = _upsert_returning(_dialect_name(session), table, tuple(keys), columns, only_if)
+    return len(session.execute(statement, list(rows)).all())
 
 
 def add_to(session: Session, table: Any, keys: dict[str, Any], amounts: dict[str, int]) -> None:
@@ -327,24 +327,14 @@ def add_to(session: Session, table: Any, keys: dict[str, Any], amounts: dict[str
 def add_to_many(
     session: Session, table: Any, keys: list[str], rows: Sequence[dict[str, Any]]
 ) -> None:
-    """``add_to`` of many rows (no two with the same ``keys``; the other columns are the
-    amounts) in a few statements, written in the order given, as ``upsert_many``'s."""
-    insert = _dialect_insert(session)
-    for chunk in _chunks(rows):
-        statement = insert(table).values(chunk)
-        additions = {
-            name: table.c[name] + statement.excluded[name] for name in chunk[0] if name not in keys
-        }
-        session.execute(statement.on_conflict_do_update(index_elements=keys, set_=additions))
-
-
-# Rows per statement: SQLite takes at most 32,766 values in one, PostgreSQL 65,535.
-_ROWS_PER_STATEMENT = 500
-
-
-def _chunks(rows: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-        yield list(rows[start : start + _ROWS_PER_STATEMENT])
+    """``add_to`` of many rows (no two with the same ``keys``, each with the same columns;
+    the other columns are the amounts) in a few statements, written in the order given, as
+    ``upsert_many``'s."""
+    if not rows:
+        return
+    amounts = tuple(name for name in rows[0] if name not in keys)
+    statement = _add_to_statement(_dialect_name(session), table, tuple(keys), amounts)
+    session.execute(statement, list(rows))
 
 
 # A statement built once and given its values at each execution: building one, with its
@@ -364,12 +354,43 @@ def _upsert_statement(
     return statement.on_conflict_do_update(index_elements=list(keys), set_=changes)
 
 
+# The writes of many rows are one statement executed with many rows of values (SQLAlchemy's
+# "insertmanyvalues" sends them as a few multi-row INSERTs), built once: an INSERT built
+# with its rows in it (``values(rows)``) is compiled anew at every execution, as SQLAlchemy
+# caches no multi-row VALUES (a tenth of the aggregator's time). What was written comes
+# back through RETURNING, as the rowcount of an executemany differs between drivers.
+@functools.cache
+def _insert_ignore_returning(dialect: str, table: Any, keys: tuple[str, ...]) -> Any:
+    return _insert_ignore_statement(dialect, table, keys).returning(*(table.c[k] for k in keys))
+
+
+@functools.cache
+def _upsert_returning(
+    dialect: str,
+    table: Any,
+    keys: tuple[str, ...],
+    columns: tuple[str, ...],
+    only_if: Callable[[Any], Any] | None,
+) -> Any:
+    statement = _insert_of(dialect)(table)
+    changes = {name: statement.excluded[name] for name in columns}
+    where = None if only_if is None else only_if(statement.excluded)
+    return statement.on_conflict_do_update(
+        index_elements=list(keys), set_=changes, where=where
+    ).returning(*(table.c[k] for k in keys))
+
+
+@functools.cache
+def _add_to_statement(
+    dialect: str, table: Any, keys: tuple[str, ...], amounts: tuple[str, ...]
+) -> Any:
+    statement = _insert_of(dialect)(table)
+    additions = {name: table.c[name] + statement.excluded[name] for name in amounts}
+    return statement.on_conflict_do_update(index_elements=list(keys), set_=additions)
+
+
 def _dialect_name(session: Session) -> str:
     return session.get_bind().dialect.name
-
-
-def _dialect_insert(session: Session) -> Any:
-    return _insert_of(_dialect_name(session))
 
 
 def _insert_of(name: str) -> Any:
