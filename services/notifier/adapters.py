@@ -9,7 +9,7 @@ import logging
 import re
 import threading
 import urllib.error
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -27,7 +27,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from services.notifier.bursts import FALLBACK_CHANNEL, SUMMARY_LINE, can_join_a_summary
 from services.notifier.domain import Channel, Delivery, DeliveryKind
-from shared.db import Base, UtcDateTime, insert_ignore
+from shared.db import Base, UtcDateTime, insert_ignore, inserted_keys
 from shared.events import Contact
 
 log = logging.getLogger(__name__)
@@ -161,6 +161,14 @@ _MARK_SENT = (
 _PAYLOAD = select(_DELIVERIES.c.status, _DELIVERIES.c.payload).where(_BY_KEY)
 _SUPPRESSED = select(SuppressionRow.__table__.c.customer_id).where(
     SuppressionRow.__table__.c.customer_id == bindparam("customer_id")
+)
+# A batch's intake (enqueue_many): what is known about all its deliveries, a statement each.
+_KINDS_ABOUT = select(_DELIVERIES.c.kind, _DELIVERIES.c.response_id).where(
+    _DELIVERIES.c.response_id.in_(bindparam("subjects", expanding=True)),
+    _DELIVERIES.c.kind.in_(bindparam("kinds", expanding=True)),
+)
+_SUPPRESSED_AMONG = select(SuppressionRow.__table__.c.customer_id).where(
+    SuppressionRow.__table__.c.customer_id.in_(bindparam("customer_ids", expanding=True))
 )
 
 
@@ -319,6 +327,17 @@ class Outbox(Protocol):
         ``add`` the delivery, then, if it is due and ``claim`` asks, ``claim_paced`` its
         first attempt."""
 
+    def enqueue_many(
+        self,
+        deliveries: Sequence[Delivery],
+        now: datetime,
+        lease_until: datetime,
+        once_per_subject: Collection[DeliveryKind] = (),
+    ) -> list[Enqueued]:
+        """``enqueue`` of each delivery in turn (claimed by no one, ``first_of_kind`` for the
+        kinds ``once_per_subject``), in one transaction and a few statements for them all:
+        each is taken or refused as it would have been one after another."""
+
     def mark_failed(self, key: str, error: str) -> None: ...
 
     def cancel(self, key: str, reason: str) -> bool:
@@ -411,6 +430,61 @@ class SqlOutbox:
                 session, delivery.idempotency_key, now, lease_until, pacing, first=True
             )
             return Intake(Enqueued.ADDED, claimed)
+
+    def enqueue_many(
+        self,
+        deliveries: Sequence[Delivery],
+        now: datetime,
+        lease_until: datetime,
+        once_per_subject: Collection[DeliveryKind] = (),
+    ) -> list[Enqueued]:
+        once = {kind.value for kind in once_per_subject}
+        with self._sessions.begin() as session:
+            subjects = sorted({d.subject_id for d in deliveries if d.kind.value in once})
+            known: set[tuple[str, str]] = set()
+            if subjects:
+                about = {"subjects": subjects, "kinds": sorted(once)}
+                known = {(kind, subject) for kind, subject in session.execute(_KINDS_ABOUT, about)}
+            customers = sorted(
+                {d.customer_id for d in deliveries if d.channel == Channel.EMAIL and d.customer_id}
+            )
+            suppressed: set[str] = set()
+            if customers:
+                among = {"customer_ids": customers}
+                suppressed = set(session.execute(_SUPPRESSED_AMONG, among).scalars())
+            # What each would have found, one after another: an earlier one of its kind about
+            # its subject (there already, or added before it here), its customer's emails
+            # stopped, or its key taken before it here. The rest are inserted; those whose
+            # key the database had already are duplicates.
+            outcomes: list[Enqueued | None] = []
+            rows: dict[str, dict[str, Any]] = {}
+            for delivery in deliveries:
+                about_it = (delivery.kind.value, delivery.subject_id)
+                if delivery.kind.value in once and about_it in known:
+                    outcomes.append(Enqueued.EARLIER)
+                elif delivery.channel == Channel.EMAIL and delivery.customer_id in suppressed:
+                    outcomes.append(Enqueued.SUPPRESSED)
+                elif delivery.idempotency_key in rows:
+                    outcomes.append(Enqueued.DUPLICATE)
+                else:
+                    due = delivery.send_at is None or delivery.send_at <= now
+                    # Held for its first attempt until the lease ends, as enqueue's.
+                    held_until = lease_until if due else None
+                    rows[delivery.idempotency_key] = _row_of(delivery, now, held_until)
+                    known.add(about_it)
+                    outcomes.append(None)
+            # In the order of their keys: two workers' intakes lock rows in the same order.
+            added = inserted_keys(
+                session, _DELIVERIES, [rows[key] for key in sorted(rows)], ["idempotency_key"]
+            )
+            return [
+                outcome
+                if outcome is not None
+                else Enqueued.ADDED
+                if (delivery.idempotency_key,) in added
+                else Enqueued.DUPLICATE
+                for delivery, outcome in zip(deliveries, outcomes, strict=True)
+            ]
 
     def claim_waiting(
         self,
@@ -579,25 +653,27 @@ def _turn_key(recipient: str) -> str:
 def _add(
     session: Session, delivery: Delivery, now: datetime, held_until: datetime | None = None
 ) -> bool:
-    return insert_ignore(
-        session,
-        DeliveryRow.__table__,
-        {
-            "idempotency_key": delivery.idempotency_key,
-            "channel": delivery.channel.value,
-            "kind": delivery.kind.value,
-            "recipient": delivery.recipient,
-            "response_id": delivery.subject_id,
-            "customer_id": delivery.customer_id,
-            "payload": delivery.payload,
-            "status": PENDING,
-            "attempts": 0,
-            "next_attempt_at": held_until or delivery.send_at or now,
-            "created_at": now,
-            "origin_at": delivery.origin_at,
-        },
-        keys=["idempotency_key"],
-    )
+    row = _row_of(delivery, now, held_until)
+    return insert_ignore(session, DeliveryRow.__table__, row, keys=["idempotency_key"])
+
+
+def _row_of(
+    delivery: Delivery, now: datetime, held_until: datetime | None = None
+) -> dict[str, Any]:
+    return {
+        "idempotency_key": delivery.idempotency_key,
+        "channel": delivery.channel.value,
+        "kind": delivery.kind.value,
+        "recipient": delivery.recipient,
+        "response_id": delivery.subject_id,
+        "customer_id": delivery.customer_id,
+        "payload": delivery.payload,
+        "status": PENDING,
+        "attempts": 0,
+        "next_attempt_at": held_until or delivery.send_at or now,
+        "created_at": now,
+        "origin_at": delivery.origin_at,
+    }
 
 
 def _suppressed(session: Session, customer_id: str) -> bool:

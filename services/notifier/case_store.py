@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, cast
@@ -12,7 +13,7 @@ from sqlalchemy import JSON, String, Table, bindparam, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from services.notifier.cases import Case, CaseError, CaseState
-from shared.db import Base, UtcDateTime, insert_ignore, upsert
+from shared.db import Base, UtcDateTime, insert_ignore, inserted_keys, upsert, upsert_many
 from shared.events import CaseAction, CaseEvent
 from shared.ids import case_id_for
 
@@ -82,6 +83,15 @@ _OPENED_STEP = (
     )
     .limit(1)
 )
+# A batch's intake (take_in_many): what is known of all its responses, a statement each.
+_KEPT_EVENT_IDS = select(_ALERTS.c.response_id, _ALERTS.c.classified["event_id"].as_string()).where(
+    _ALERTS.c.response_id.in_(bindparam("response_ids", expanding=True))
+)
+_CASES_AMONG = select(_CASES).where(_CASES.c.case_id.in_(bindparam("case_ids", expanding=True)))
+_OPENED_AMONG = select(CaseStepRow.__table__.c.case_id).where(
+    CaseStepRow.__table__.c.case_id.in_(bindparam("case_ids", expanding=True)),
+    CaseStepRow.__table__.c.action == CaseAction.OPENED.value,
+)
 _ALERT_POSTED = (
     update(_ALERTS)
     # Not the columns' own names: those are SQLAlchemy's for an UPDATE's values.
@@ -134,6 +144,16 @@ class Intake:
     # The case whose opened event is to be published: opened now, or opened before by a
     # worker that died before its event came back (the same event again: harmless).
     to_announce: Case | None
+
+
+@dataclass(frozen=True, order=True)
+class Version:
+    """A response's version to take in (take_in_many): its id, the classified response, and
+    the case it opens (with its segment) when it asks for one."""
+
+    response_id: str
+    classified: dict[str, Any] = field(compare=False)
+    opening: tuple[Case, dict[str, Any]] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -207,22 +227,21 @@ def _write(session: Session, case: Case, now: datetime) -> None:
 
 
 def _open(session: Session, case: Case, segment: dict[str, Any], now: datetime) -> bool:
-    return insert_ignore(
-        session,
-        CaseRow.__table__,
-        {
-            "case_id": case.case_id,
-            "response_id": case.response_id,
-            "customer_id": case.customer_id,
-            "state": case.state.value,
-            "opened_at": case.opened_at,
-            "sla_due_at": case.sla_due_at,
-            "segment": segment,
-            "updated_at": now,
-            **{name: getattr(case, name) for name in _CASE_FIELDS},
-        },
-        keys=["case_id"],
-    )
+    return insert_ignore(session, _CASES, _case_row(case, segment, now), keys=["case_id"])
+
+
+def _case_row(case: Case, segment: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {
+        "case_id": case.case_id,
+        "response_id": case.response_id,
+        "customer_id": case.customer_id,
+        "state": case.state.value,
+        "opened_at": case.opened_at,
+        "sla_due_at": case.sla_due_at,
+        "segment": segment,
+        "updated_at": now,
+        **{name: getattr(case, name) for name in _CASE_FIELDS},
+    }
 
 
 def _announced(session: Session, case_id: str) -> bool:
@@ -240,18 +259,17 @@ def _remember_alert(
 ) -> bool:
     kept = session.execute(_KEPT_VERSION, {"response_id": response_id}).scalar_one_or_none()
     changed = kept is None or kept.get("event_id") != classified.get("event_id")
-    upsert(
-        session,
-        AlertRow.__table__,
-        {
-            "response_id": response_id,
-            "customer_id": (classified.get("response") or {}).get("customer_id"),
-            "classified": classified,
-            "updated_at": now,
-        },
-        keys=["response_id"],
-    )
+    upsert(session, _ALERTS, _alert_row(response_id, classified, now), keys=["response_id"])
     return changed
+
+
+def _alert_row(response_id: str, classified: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {
+        "response_id": response_id,
+        "customer_id": (classified.get("response") or {}).get("customer_id"),
+        "classified": classified,
+        "updated_at": now,
+    }
 
 
 class SqlCases:
@@ -286,6 +304,64 @@ class SqlCases:
                     # Opened before: announced then too, unless the worker died in between.
                     to_announce = _stored_case(session, case.case_id)
             return Intake(new_version, _stored_case(session, case_id_for(response_id)), to_announce)
+
+    def take_in_many(self, versions: Sequence[Version], now: datetime) -> list[Intake]:
+        """``take_in`` of each version, in one transaction and a few statements for them all
+        (not a few each); what each takes in and returns is the same. Their response ids
+        differ: a later version of a response sees the earlier's writes, so it is taken in
+        by a later call."""
+        response_ids = [version.response_id for version in versions]
+        if len(set(response_ids)) != len(response_ids):
+            raise ValueError("take_in_many takes one version of a response at a time")
+        case_ids = {version.response_id: case_id_for(version.response_id) for version in versions}
+        opening = [version.opening for version in versions if version.opening is not None]
+        with self._sessions.begin() as session:
+            kept: dict[str, str | None] = {
+                response_id: event_id
+                for response_id, event_id in session.execute(
+                    _KEPT_EVENT_IDS, {"response_ids": response_ids}
+                )
+            }
+            # Rows in the order of their keys: two workers' intakes lock rows in the same order.
+            upsert_many(
+                session,
+                _ALERTS,
+                [_alert_row(v.response_id, v.classified, now) for v in sorted(versions)],
+                keys=["response_id"],
+            )
+            opened = inserted_keys(
+                session,
+                _CASES,
+                sorted(
+                    (_case_row(case, segment, now) for case, segment in opening),
+                    key=lambda row: row["case_id"],
+                ),
+                keys=["case_id"],
+            )
+            # Opened before: announced then too, unless the worker died before it came back.
+            again = [case.case_id for case, _ in opening if (case.case_id,) not in opened]
+            announced = set()
+            if again:
+                announced = set(session.execute(_OPENED_AMONG, {"case_ids": again}).scalars())
+            stored = {
+                row.case_id: _case(row)
+                for row in session.execute(_CASES_AMONG, {"case_ids": list(case_ids.values())})
+            }
+        intakes = []
+        for version in versions:
+            event_id = version.classified.get("event_id")
+            new_version = version.response_id not in kept or kept[version.response_id] != event_id
+            to_announce = None
+            if version.opening is not None:
+                case = version.opening[0]
+                if (case.case_id,) in opened:
+                    to_announce = case
+                elif case.case_id not in announced:
+                    to_announce = stored.get(case.case_id)
+            intakes.append(
+                Intake(new_version, stored.get(case_ids[version.response_id]), to_announce)
+            )
+        return intakes
 
     def get(self, case_id: str) -> Case | None:
         with self._sessions() as session:

@@ -8,12 +8,12 @@ import functools
 import logging
 import uuid
 from collections import Counter as Counter_
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from random import Random
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -35,7 +35,7 @@ from services.notifier.adapters import (
 )
 from services.notifier.alerts import CaseView, alert_message, escalation_message
 from services.notifier.bursts import BurstPolicy, can_join_a_summary, summary_of
-from services.notifier.case_store import SqlCases, StepOutcome, StepResult
+from services.notifier.case_store import Intake, SqlCases, StepOutcome, StepResult, Version
 from services.notifier.cases import Case
 from services.notifier.domain import (
     Channel,
@@ -74,6 +74,7 @@ STAFF_STEPS = frozenset(
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 OUTCOMES = (
     "sent",
@@ -293,54 +294,61 @@ class Dispatcher:
             await self._act_on(intake)
 
     def _take_in_all(self, batch: Sequence[ClassifiedResponse], now: datetime) -> list[Taken]:
-        return [self._take_in(classified, now) for classified in batch]
+        """Each response's writes, as if one after another; in a thread, within the batch's
+        transaction. A stretch of the batch in which no response comes twice is taken in
+        with a few statements for each store (not a few a response): its responses touch
+        none of each other's rows, so together they write what they would have in turn."""
+        taken: list[Taken] = []
+        for stretch in _distinct_stretches(batch, lambda c: c.response.response_id):
+            taken.extend(self._take_in(stretch, now))
+        return taken
 
-    def _take_in(self, classified: ClassifiedResponse, now: datetime) -> Taken:
-        """One response's writes; in a thread, within the batch's transaction."""
-        routing = self.rules.evaluate(classified)
-        response_id = classified.response.response_id
+    def _take_in(self, stretch: Sequence[ClassifiedResponse], now: datetime) -> list[Taken]:
+        routings = [self.rules.evaluate(classified) for classified in stretch]
         # Without a case store there is no alert to redraw: a later version is a duplicate.
-        new_version = False
-        case: Case | None = None
-        to_announce: Case | None = None
+        intakes = [Intake(False, None, None)] * len(stretch)
         if self.cases is not None:
-            opening = next((a for a in routing.actions if isinstance(a, OpenCase)), None)
-            intake = self.cases.take_in(
-                response_id,
-                classified.model_dump(mode="json"),
-                now,
-                None if opening is None else self._opening(classified, opening),
-            )
-            new_version, case, to_announce = intake.new_version, intake.case, intake.to_announce
-        classified = self._with_invitation_contact(classified)
-        if self.reviews is not None:
-            self.reviews.record(classified, routing.actions, now)
-        deliveries = plan(classified, self.config, routing.actions, now, self._view(case))
-        lease_until, pacing = self._lease_until(now), self._pacing(now)
-        return Taken(
-            classified,
-            new_version,
-            to_announce,
-            [
-                (
-                    delivery,
-                    # A later version of a response (a comment added, a context that arrived
-                    # late) never posts a second alert or kudos, wherever it routes: the
-                    # alert already there is redrawn in place instead.
-                    self.outbox.enqueue(
-                        delivery,
-                        now,
-                        lease_until,
-                        pacing,
-                        first_of_kind=delivery.kind in ONCE_PER_RESPONSE,
-                        # Claimed by the attempt, in a transaction of its own: the batch's
-                        # holds no channel's turn. The outbox holds it for that attempt.
-                        claim=False,
-                    ).outcome,
+            versions = []
+            for classified, routing in zip(stretch, routings, strict=True):
+                opening = next((a for a in routing.actions if isinstance(a, OpenCase)), None)
+                versions.append(
+                    Version(
+                        classified.response.response_id,
+                        classified.model_dump(mode="json"),
+                        None if opening is None else self._opening(classified, opening),
+                    )
                 )
-                for delivery in deliveries
-            ],
+            intakes = self.cases.take_in_many(versions, now)
+        stretch = [self._with_invitation_contact(classified) for classified in stretch]
+        if self.reviews is not None:
+            self.reviews.record_many(
+                [(c, routing.actions) for c, routing in zip(stretch, routings, strict=True)], now
+            )
+        plans = [
+            plan(classified, self.config, routing.actions, now, self._view(intake.case))
+            for classified, routing, intake in zip(stretch, routings, intakes, strict=True)
+        ]
+        # A later version of a response (a comment added, a context that arrived late) never
+        # posts a second alert or kudos, wherever it routes: the alert already there is
+        # redrawn in place instead. Each is claimed by its attempt, in a transaction of its
+        # own: the batch's holds no channel's turn. The outbox holds it for that attempt.
+        outcomes = iter(
+            self.outbox.enqueue_many(
+                [delivery for deliveries in plans for delivery in deliveries],
+                now,
+                self._lease_until(now),
+                ONCE_PER_RESPONSE,
+            )
         )
+        return [
+            Taken(
+                classified,
+                intake.new_version,
+                intake.to_announce,
+                [(delivery, next(outcomes)) for delivery in deliveries],
+            )
+            for classified, intake, deliveries in zip(stretch, intakes, plans, strict=True)
+        ]
 
     async def _act_on(self, taken: Taken) -> None:
         """What follows a response's intake: its case announced, its deliveries attempted
@@ -909,6 +917,21 @@ class Dispatcher:
             self.metrics.cases_open.clear()
             for (state, dimension, value), count in cases_open_series(open_cases).items():
                 self.metrics.cases_open.labels(state, dimension, value).set(count)
+
+
+def _distinct_stretches(items: Sequence[T], key: Callable[[T], Hashable]) -> Iterator[list[T]]:
+    """The items in order, cut into stretches in which no key comes twice (as few as may be:
+    a new stretch begins only where its key came before in the current one)."""
+    stretch: list[T] = []
+    keys: set[Hashable] = set()
+    for item in items:
+        if key(item) in keys:
+            yield stretch
+            stretch, keys = [], set()
+        stretch.append(item)
+        keys.add(key(item))
+    if stretch:
+        yield stretch
 
 
 def cases_open_series(

@@ -7,15 +7,16 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry, Counter
-from sqlalchemy import Boolean, String, update
+from sqlalchemy import Boolean, String, Table, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from services.notifier.domain import LoopConfig, decide_review_for
 from services.notifier.reviews import ReviewDecision, ReviewReason
 from services.notifier.rules import Action
-from shared.db import Base, UtcDateTime, insert_ignore
+from shared.db import Base, UtcDateTime, inserted_keys
 from shared.events import ClassifiedResponse
 
 
@@ -32,6 +33,24 @@ class ReviewDecisionRow(Base):
     category: Mapped[str] = mapped_column(String(20))
     store: Mapped[str | None] = mapped_column(String(120))
     decided_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+_DECISIONS = cast(Table, ReviewDecisionRow.__table__)
+_KEY = ["response_id"]
+
+
+def _row_of(decision: ReviewDecision, now: datetime) -> dict[str, Any]:
+    return {
+        "response_id": decision.response_id,
+        "customer_id": decision.customer_id,
+        "asked": decision.asked,
+        "reason": decision.reason.value,
+        "detail": decision.detail[:300],
+        "policy": decision.policy,
+        "category": decision.category.value,
+        "store": decision.store[:120] if decision.store else None,
+        "decided_at": now,
+    }
 
 
 @dataclass(frozen=True)
@@ -56,31 +75,35 @@ class SqlReviewDecisions:
 
     def record(self, decision: ReviewDecision, now: datetime) -> bool:
         """Store a decision; True when it is new or now asks, False when it changes nothing."""
-        values = {
-            "response_id": decision.response_id,
-            "customer_id": decision.customer_id,
-            "asked": decision.asked,
-            "reason": decision.reason.value,
-            "detail": decision.detail[:300],
-            "policy": decision.policy,
-            "category": decision.category.value,
-            "store": decision.store[:120] if decision.store else None,
-            "decided_at": now,
-        }
+        return self.record_many([decision], now)[0]
+
+    def record_many(self, decisions: Sequence[ReviewDecision], now: datetime) -> list[bool]:
+        """``record`` of each decision, in one transaction: one statement for them all, and
+        one more for each that asks where the response had a decision already. Their
+        response ids differ (a later version of a response is recorded by a later call)."""
+        rows = {decision.response_id: _row_of(decision, now) for decision in decisions}
+        if len(rows) != len(decisions):
+            raise ValueError("record_many takes one decision of a response at a time")
         with self._sessions.begin() as session:
-            if insert_ignore(session, ReviewDecisionRow.__table__, values, ["response_id"]):
-                return True
-            if not decision.asked:
-                return False
-            changed = session.execute(
-                update(ReviewDecisionRow)
-                .where(
-                    ReviewDecisionRow.response_id == decision.response_id,
-                    ReviewDecisionRow.asked.is_(False),
-                )
-                .values(**values)
-            )
-            return bool(getattr(changed, "rowcount", 0))
+            # In the order of their keys: two workers' intakes lock rows in the same order.
+            inserted = inserted_keys(session, _DECISIONS, [rows[k] for k in sorted(rows)], _KEY)
+            changed = []
+            for decision in decisions:
+                if (decision.response_id,) in inserted:
+                    changed.append(True)
+                elif not decision.asked:
+                    changed.append(False)
+                else:
+                    asks_now = session.execute(
+                        update(ReviewDecisionRow)
+                        .where(
+                            ReviewDecisionRow.response_id == decision.response_id,
+                            ReviewDecisionRow.asked.is_(False),
+                        )
+                        .values(**rows[decision.response_id])
+                    )
+                    changed.append(bool(getattr(asks_now, "rowcount", 0)))
+            return changed
 
     def decision(self, response_id: str) -> StoredReviewDecision | None:
         with self._sessions() as session:
@@ -150,16 +173,27 @@ class ReviewLedger:
     def record(
         self, classified: ClassifiedResponse, actions: Sequence[Action], now: datetime
     ) -> ReviewDecision | None:
-        """Decide and store, in the calling thread: the notifier's intake calls it in the
-        thread (and the transaction) where it takes its batch in."""
-        decision = decide_review_for(classified, self.config, actions)
-        if decision is None:
-            return None
-        if decision.asked and self.is_suppressed(decision.customer_id):
-            decision = decision.suppressed()
-        if self.store.record(decision, now):
-            self.counter.labels(_outcome(decision.asked), decision.reason.value).inc()
-        return decision
+        """Decide and store, in the calling thread."""
+        return self.record_many([(classified, actions)], now)[0]
+
+    def record_many(
+        self, responses: Sequence[tuple[ClassifiedResponse, Sequence[Action]]], now: datetime
+    ) -> list[ReviewDecision | None]:
+        """``record`` of each response (with the actions its rules asked for), their response
+        ids differing: the notifier's intake calls it in the thread (and the transaction)
+        where it takes its batch in."""
+        decisions = [decide_review_for(c, self.config, actions) for c, actions in responses]
+        decisions = [
+            decision.suppressed()
+            if decision is not None and decision.asked and self.is_suppressed(decision.customer_id)
+            else decision
+            for decision in decisions
+        ]
+        made = [decision for decision in decisions if decision is not None]
+        for decision, changed in zip(made, self.store.record_many(made, now), strict=True):
+            if changed:
+                self.counter.labels(_outcome(decision.asked), decision.reason.value).inc()
+        return decisions
 
     async def forget_customer(self, customer_id: str) -> None:
         await asyncio.to_thread(self.store.forget_customer, customer_id)

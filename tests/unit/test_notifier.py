@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -373,6 +373,19 @@ class FakeOutbox:
             Enqueued.ADDED,
             self.claim_paced(delivery.idempotency_key, now, lease_until, pacing, first=True),
         )
+
+    def enqueue_many(
+        self,
+        deliveries: Sequence[Delivery],
+        now: datetime,
+        lease_until: datetime,
+        once_per_subject: Collection[DeliveryKind] = (),
+    ) -> list[Enqueued]:
+        pacing = Pacing(turn_until=now, burst_minimum=0, burst_limit=0)  # unused: no claim
+        return [
+            self.enqueue(d, now, lease_until, pacing, d.kind in once_per_subject, False).outcome
+            for d in deliveries
+        ]
 
     def release(self, key: str, next_attempt_at: datetime, previous_error: str | None) -> None:
         with self._lock:

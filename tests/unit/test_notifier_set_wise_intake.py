@@ -1,0 +1,285 @@
+"""A batch's intake writes with a few statements a store, not a few a response: what it
+takes and refuses is what the stores' one-at-a-time writes take and refuse, on SQLite and
+PostgreSQL alike."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.notifier.adapters import DeliveryRow, Enqueued, SqlOutbox
+from services.notifier.case_store import AlertRow, CaseRow, SqlCases, Version
+from services.notifier.cases import Case
+from services.notifier.dispatch import ONCE_PER_RESPONSE, _distinct_stretches
+from services.notifier.domain import Channel, Delivery, DeliveryKind
+from services.notifier.review_store import ReviewDecisionRow, SqlReviewDecisions
+from services.notifier.reviews import ReviewDecision, ReviewReason
+from shared.db import make_engine, migrate, session_factory
+from shared.events import CaseAction, CaseEvent
+from shared.nps import Category
+from tests.conftest import create_postgres_database, drop_postgres_database
+from tests.unit.builders import FakeClock, InstantSlack, a_classified_response, run
+from tests.unit.test_notifier_batches import sql_dispatcher, taken_in
+
+NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+LEASE = NOW + timedelta(seconds=30)
+PACING_UNUSED: Any = None  # enqueue(claim=False) takes no channel's turn
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def two_databases(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[sessionmaker[Session], sessionmaker[Session]]]:
+    """Two migrated databases: one written a row at a time, the other a batch at a time."""
+    engines: list[Engine] = []
+    dropped: list[str] = []
+    for name in ("one-by-one", "batched"):
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path_factory.mktemp('intake') / f'{name}.sqlite3'}"
+        else:
+            admin_url = request.getfixturevalue("postgres_admin_url")
+            url = create_postgres_database(admin_url)
+            dropped.append(url)
+        migrate(url)
+        engines.append(make_engine(url))
+    yield session_factory(engines[0]), session_factory(engines[1])
+    for engine in engines:
+        engine.dispose()
+    for url in dropped:
+        drop_postgres_database(request.getfixturevalue("postgres_admin_url"), url)
+
+
+def rows_of(sessions: sessionmaker[Session], table: Any, key: Any) -> list[tuple[Any, ...]]:
+    """Every row but its surrogate id (a batch inserts in the order of its keys)."""
+    columns = [column for column in table.c if column.name != "id"]
+    with sessions() as session:
+        found = session.execute(select(*columns).order_by(key)).all()
+    return [tuple(row) for row in found]
+
+
+def a_delivery(
+    kind: DeliveryKind,
+    subject: str,
+    recipient: str = "#cx",
+    channel: Channel = Channel.SLACK,
+    customer: str | None = None,
+    send_at: datetime | None = None,
+) -> Delivery:
+    return Delivery(
+        kind=kind,
+        channel=channel,
+        recipient=recipient,
+        subject_id=subject,
+        payload={"text": f"{kind.value} about {subject} to {recipient}"},
+        customer_id=customer,
+        send_at=send_at,
+        origin_at=NOW - timedelta(seconds=3),
+    )
+
+
+def test_an_outbox_takes_a_batch_as_it_takes_its_deliveries_one_after_another(
+    two_databases: tuple[sessionmaker[Session], sessionmaker[Session]],
+) -> None:
+    one_by_one, batched = (SqlOutbox(sessions) for sessions in two_databases)
+    before = [a_delivery(DeliveryKind.ALERT, "r-old"), a_delivery(DeliveryKind.KUDOS, "r-k")]
+    for outbox in (one_by_one, batched):
+        outbox.suppress("c-quiet", "unsubscribed", NOW, erase=False)
+        for delivery in before:
+            outbox.add(delivery, NOW)
+    email = Channel.EMAIL
+    batch = [
+        a_delivery(DeliveryKind.ALERT, "r1"),
+        # Its alert routed to a second channel: once a response, wherever it routes.
+        a_delivery(DeliveryKind.ALERT, "r1", recipient="#store-7"),
+        a_delivery(DeliveryKind.ALERT, "r-old", recipient="#store-7"),  # alerted before
+        a_delivery(DeliveryKind.KUDOS, "r-k"),  # there already: a duplicate, and earlier
+        a_delivery(DeliveryKind.OWNER_EMAIL, "r1", "owner@example.com", email, "c-quiet"),
+        a_delivery(DeliveryKind.OWNER_EMAIL, "r2", "owner@example.com", email, "c-2"),
+        a_delivery(DeliveryKind.OWNER_EMAIL, "r2", "owner@example.com", email, "c-2"),
+        # Not due yet: not held for a first attempt, due when it is.
+        a_delivery(DeliveryKind.REVIEW_REQUEST, "r3", "c3@example.com", email, "c-3", LEASE),
+        a_delivery(DeliveryKind.ALERT, "r2"),
+    ]
+
+    expected = [
+        one_by_one.enqueue(
+            d, NOW, LEASE, PACING_UNUSED, d.kind in ONCE_PER_RESPONSE, claim=False
+        ).outcome
+        for d in batch
+    ]
+    outcomes = batched.enqueue_many(batch, NOW, LEASE, ONCE_PER_RESPONSE)
+
+    assert outcomes == expected
+    assert expected == [
+        Enqueued.ADDED,
+        Enqueued.EARLIER,
+        Enqueued.EARLIER,
+        Enqueued.EARLIER,
+        Enqueued.SUPPRESSED,
+        Enqueued.ADDED,
+        Enqueued.DUPLICATE,
+        Enqueued.ADDED,
+        Enqueued.ADDED,
+    ]
+    key = DeliveryRow.idempotency_key
+    table = DeliveryRow.__table__
+    assert rows_of(two_databases[1], table, key) == rows_of(two_databases[0], table, key)
+
+
+def test_a_duplicate_of_a_delivery_there_already_is_told_apart_from_one_added(
+    two_databases: tuple[sessionmaker[Session], sessionmaker[Session]],
+) -> None:
+    """Without a kind sent once, only the database's unique key finds a duplicate: the
+    statement's RETURNING tells the rows it inserted from those it found."""
+    _, batched = two_databases
+    outbox = SqlOutbox(batched)
+    outbox.add(a_delivery(DeliveryKind.OWNER_EMAIL, "r0", "o@example.com", Channel.EMAIL), NOW)
+    batch = [
+        a_delivery(DeliveryKind.OWNER_EMAIL, subject, "o@example.com", Channel.EMAIL)
+        for subject in ("r1", "r0", "r2")
+    ]
+    assert outbox.enqueue_many(batch, NOW, LEASE) == [
+        Enqueued.ADDED,
+        Enqueued.DUPLICATE,
+        Enqueued.ADDED,
+    ]
+
+
+def an_opening(response_id: str, customer_id: str) -> tuple[Case, dict[str, Any]]:
+    case = Case.open(response_id, customer_id, NOW, 24, "What went wrong?")
+    return case, {"region": "north"}
+
+
+def a_version(response_id: str, event: str, opens: bool = True) -> Version:
+    classified = {"event_id": event, "response": {"customer_id": f"c-{response_id}"}}
+    opening = an_opening(response_id, f"c-{response_id}") if opens else None
+    return Version(response_id, classified, opening)
+
+
+def test_a_case_store_takes_a_batch_as_it_takes_its_versions_one_after_another(
+    two_databases: tuple[sessionmaker[Session], sessionmaker[Session]],
+) -> None:
+    one_by_one, batched = (SqlCases(sessions) for sessions in two_databases)
+    for cases in (one_by_one, batched):
+        # r-seen: alerted, its case opened and its opened event back; r-lost: opened by a
+        # worker that died before its event came back; r-again: the same version again.
+        for version in (a_version("r-seen", "e1"), a_version("r-lost", "e1")):
+            cases.take_in(version.response_id, version.classified, NOW, version.opening)
+        cases.take_in("r-again", a_version("r-again", "e1").classified, NOW)
+        opened = cases.get(a_version("r-seen", "e1").opening[0].case_id)  # type: ignore[index]
+        assert opened is not None
+        cases.apply_step(opened_event(opened), NOW)
+    batch = [
+        a_version("r-new", "e1"),
+        a_version("r-seen", "e2"),
+        a_version("r-lost", "e2"),
+        a_version("r-again", "e1", opens=False),
+        a_version("r-no-case", "e1", opens=False),
+    ]
+
+    expected = [one_by_one.take_in(v.response_id, v.classified, NOW, v.opening) for v in batch]
+    intakes = batched.take_in_many(batch, NOW)
+
+    assert intakes == expected
+    # New versions all but r-again; r-new announced as opened, r-lost announced again.
+    assert [intake.new_version for intake in intakes] == [True, True, True, False, True]
+    announced = [None if i.to_announce is None else i.to_announce.response_id for i in intakes]
+    assert announced == ["r-new", None, "r-lost", None, None]
+    assert [intake.case is not None for intake in intakes] == [True, True, True, False, False]
+    for table, key in (
+        (AlertRow.__table__, AlertRow.response_id),
+        (CaseRow.__table__, CaseRow.case_id),
+    ):
+        assert rows_of(batched._sessions, table, key) == rows_of(one_by_one._sessions, table, key)
+
+
+def opened_event(case: Case) -> CaseEvent:
+    return CaseEvent(
+        event_id=uuid.uuid4(),
+        occurred_at=NOW,
+        case_id=case.case_id,
+        response_id=case.response_id,
+        action=CaseAction.OPENED,
+    )
+
+
+def test_a_case_store_takes_one_version_of_a_response_at_a_time(sessions: Any) -> None:
+    with pytest.raises(ValueError, match="one version of a response at a time"):
+        SqlCases(sessions).take_in_many([a_version("r1", "e1"), a_version("r1", "e2")], NOW)
+
+
+def a_decision(response_id: str, asked: bool) -> ReviewDecision:
+    return ReviewDecision(
+        response_id=response_id,
+        customer_id=f"c-{response_id}",
+        category=Category.PROMOTER if asked else Category.PASSIVE,
+        store=None,
+        policy="promoters",
+        reason=ReviewReason.PROMOTER if asked else ReviewReason.NOT_A_PROMOTER,
+        detail="",
+    )
+
+
+def test_review_decisions_of_a_batch_are_kept_as_one_after_another(
+    two_databases: tuple[sessionmaker[Session], sessionmaker[Session]],
+) -> None:
+    """One decision a response, the first, unless a later one asks where it did not."""
+    one_by_one, batched = (SqlReviewDecisions(sessions) for sessions in two_databases)
+    for store in (one_by_one, batched):
+        store.record(a_decision("r-not-asked", False), NOW)
+        store.record(a_decision("r-asked", True), NOW)
+    batch = [
+        a_decision("r-new", True),
+        a_decision("r-not-asked", True),  # now asks: written
+        a_decision("r-asked", False),  # never taken back
+        a_decision("r-asked-2", False),
+    ]
+    later = NOW + timedelta(minutes=1)
+
+    expected = [one_by_one.record(decision, later) for decision in batch]
+    changed = batched.record_many(batch, later)
+
+    assert changed == expected == [True, True, False, True]
+    key = ReviewDecisionRow.response_id
+    table = ReviewDecisionRow.__table__
+    assert rows_of(batched._sessions, table, key) == rows_of(one_by_one._sessions, table, key)
+
+
+def test_a_batch_is_cut_where_a_response_comes_again() -> None:
+    items = ["r0", "r1", "r0", "r2", "r1", "r1", "r3"]
+    assert list(_distinct_stretches(items, lambda item: item)) == [
+        ["r0", "r1"],
+        ["r0", "r2", "r1"],
+        ["r1", "r3"],
+    ]
+    assert list(_distinct_stretches([], lambda item: item)) == []
+
+
+def test_a_batch_with_versions_of_one_response_alerts_once_and_redraws_it(
+    sessions: Any,
+) -> None:
+    """A comment added within the same batch as the response: one alert, showing the newer
+    version, as when they come in two batches; a redelivery changes nothing. The batch is
+    taken in as three stretches: a later version must see what the earlier one wrote."""
+    first = a_classified_response(2, response_id="r0", customer_id="c0", comment="Slow.")
+    newer = a_classified_response(2, response_id="r0", customer_id="c0", comment="Slow and rude.")
+    other = a_classified_response(7, response_id="r1", customer_id="c1")
+    slack = InstantSlack()
+    dispatcher = sql_dispatcher(sessions, SqlOutbox(sessions), slack, clock=FakeClock(NOW))
+
+    # r1 comes twice: the same event again, as after a crash before it was acked.
+    run(taken_in(dispatcher, [first, other, newer, other]))
+
+    posts = [entry for entry in slack.sent if "ts" not in entry.payload]
+    assert sorted(entry.subject_id for entry in posts) == ["r0", "r1"]
+    # Posted with the newer version, or redrawn with it, as the attempt and the intake met.
+    about_r0 = [entry for entry in slack.sent if entry.subject_id == "r0"]
+    assert "Slow and rude." in str(about_r0[-1].payload)
+    stored = SqlCases(sessions).alert("r0")
+    assert stored is not None and stored.classified["event_id"] == str(newer.event_id)
