@@ -11,9 +11,9 @@ response, a case for every tenth and a purchase per customer. Then times the ref
 
 from __future__ import annotations
 
+import argparse
 import random
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -95,9 +95,19 @@ def fill(model: SqlReadModel, responses: int, now: datetime) -> float:
 
 
 def main() -> None:
-    responses = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "responses", type=int, nargs="?", default=20_000, help="responses to fill in first"
+    )
+    parser.add_argument(
+        "url", nargs="?", help="a PostgreSQL database's URL (default: a fresh SQLite file)"
+    )
+    args = parser.parse_args()
+    if args.responses < 1:
+        parser.error(f"responses: {args.responses} is not a positive number")
+    responses = args.responses
     with tempfile.TemporaryDirectory() as directory:
-        url = sys.argv[2] if len(sys.argv) > 2 else f"sqlite:///{Path(directory) / 'bench.sqlite3'}"
+        url = args.url or f"sqlite:///{Path(directory) / 'bench.sqlite3'}"
         migrate(url)
         config = ReportingConfig(zone=ZoneInfo("Europe/Copenhagen"))
         model = SqlReadModel(session_factory(make_engine(url)), config.policy, config.zone)
