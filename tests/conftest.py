@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pytest
 
 from tests.fakes import FakeServer, fake_sendgrid, fake_slack
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "NPSLOOP_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -102,6 +106,33 @@ def create_postgres_database(admin_url: str) -> str:
     finally:
         engine.dispose()
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def two_migrated_databases(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, kind: str
+) -> Iterator[tuple[sessionmaker[Session], sessionmaker[Session]]]:
+    """Two migrated databases of a kind ("sqlite" or "postgresql"), to write the same facts
+    to one after another in one and a batch at a time in the other, and compare."""
+    from shared.db import make_engine, migrate, session_factory
+
+    engines = []
+    dropped: list[str] = []
+    for name in ("one-by-one", "batched"):
+        if kind == "sqlite":
+            url = f"sqlite:///{tmp_path_factory.mktemp('two') / f'{name}.sqlite3'}"
+        else:
+            url = create_postgres_database(request.getfixturevalue("postgres_admin_url"))
+            dropped.append(url)
+        migrate(url)
+        engines.append(make_engine(url))
+    try:
+        yield session_factory(engines[0]), session_factory(engines[1])
+    finally:
+        for engine in engines:
+            engine.dispose()
+        for url in dropped:
+            drop_postgres_database(request.getfixturevalue("postgres_admin_url"), url)
 
 
 def drop_postgres_database(admin_url: str, url: str) -> None:

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.aggregator.adapters import (
@@ -33,7 +33,7 @@ from services.aggregator.segments import SegmentPolicy
 from shared.db import make_engine, migrate, session_factory
 from shared.events import CaseAction, SurveyKind
 from shared.nps import Counts, classify
-from tests.conftest import create_postgres_database, drop_postgres_database
+from tests.conftest import two_migrated_databases
 
 NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 ZONE = ZoneInfo("Europe/Copenhagen")
@@ -96,22 +96,8 @@ def two_databases(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[sessionmaker[Session], sessionmaker[Session]]]:
     """Two migrated databases: one written a fact at a time, the other a batch at a time."""
-    engines: list[Engine] = []
-    dropped: list[str] = []
-    for name in ("one-by-one", "batched"):
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path_factory.mktemp('batches') / f'{name}.sqlite3'}"
-        else:
-            admin_url = request.getfixturevalue("postgres_admin_url")
-            url = create_postgres_database(admin_url)
-            dropped.append(url)
-        migrate(url)
-        engines.append(make_engine(url))
-    yield session_factory(engines[0]), session_factory(engines[1])
-    for engine in engines:
-        engine.dispose()
-    for url in dropped:
-        drop_postgres_database(request.getfixturevalue("postgres_admin_url"), url)
+    with two_migrated_databases(request, tmp_path_factory, request.param) as databases:
+        yield databases
 
 
 @settings(

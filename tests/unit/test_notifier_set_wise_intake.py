@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.notifier.adapters import DeliveryRow, Enqueued, SqlOutbox
@@ -20,10 +20,9 @@ from services.notifier.dispatch import ONCE_PER_RESPONSE, _distinct_stretches
 from services.notifier.domain import Channel, Delivery, DeliveryKind
 from services.notifier.review_store import ReviewDecisionRow, SqlReviewDecisions
 from services.notifier.reviews import ReviewDecision, ReviewReason
-from shared.db import make_engine, migrate, session_factory
 from shared.events import CaseAction, CaseEvent
 from shared.nps import Category
-from tests.conftest import create_postgres_database, drop_postgres_database
+from tests.conftest import two_migrated_databases
 from tests.unit.builders import FakeClock, InstantSlack, a_classified_response, run
 from tests.unit.test_notifier_batches import sql_dispatcher, taken_in
 
@@ -37,22 +36,8 @@ def two_databases(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[sessionmaker[Session], sessionmaker[Session]]]:
     """Two migrated databases: one written a row at a time, the other a batch at a time."""
-    engines: list[Engine] = []
-    dropped: list[str] = []
-    for name in ("one-by-one", "batched"):
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path_factory.mktemp('intake') / f'{name}.sqlite3'}"
-        else:
-            admin_url = request.getfixturevalue("postgres_admin_url")
-            url = create_postgres_database(admin_url)
-            dropped.append(url)
-        migrate(url)
-        engines.append(make_engine(url))
-    yield session_factory(engines[0]), session_factory(engines[1])
-    for engine in engines:
-        engine.dispose()
-    for url in dropped:
-        drop_postgres_database(request.getfixturevalue("postgres_admin_url"), url)
+    with two_migrated_databases(request, tmp_path_factory, request.param) as databases:
+        yield databases
 
 
 def rows_of(sessions: sessionmaker[Session], table: Any, key: Any) -> list[tuple[Any, ...]]:
