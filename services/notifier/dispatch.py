@@ -21,6 +21,7 @@ from services.notifier.adapters import (
     ATTEMPT_TIMEOUTS,
     NO_ANSWER,
     PENDING,
+    SENT,
     STILL_UNKNOWN,
     Busy,
     Claim,
@@ -481,29 +482,48 @@ class Dispatcher:
         classified = ClassifiedResponse.model_validate(posted.classified)
         case = await asyncio.to_thread(self.cases.get, case_id_for(response_id))
         view = self._view(case)
-        if posted.channel and posted.ts:
-            # A later update supersedes one still waiting: Slack should end up showing the
-            # newest state, not whichever retry happened to land last.
-            waiting = await asyncio.to_thread(
-                self.outbox.keys_about, DeliveryKind.ALERT_UPDATE.value, response_id
-            )
-            for key in waiting:
-                await asyncio.to_thread(self.outbox.cancel, key, "superseded by a later update")
-            await self._deliver(
-                plan_alert_update(classified, posted.channel, posted.ts, view, cause, self.clock())
-            )
-            return
+        if not (posted.channel and posted.ts):
+            if await self._redraw_waiting(response_id, classified, view):
+                return
+            # Sent between the look above and the redraw (its attempt had already marked
+            # it sent, so it did not see the newer content): redrawn in place instead.
+            posted = await asyncio.to_thread(self.cases.alert, response_id)
+            if posted is None or not (posted.channel and posted.ts):
+                return  # a line of a burst summary: no message of its own to redraw
+        # A later update supersedes one still waiting: Slack should end up showing the
+        # newest state, not whichever retry happened to land last.
+        waiting = await asyncio.to_thread(
+            self.outbox.keys_about, DeliveryKind.ALERT_UPDATE.value, response_id
+        )
+        for key in waiting:
+            await asyncio.to_thread(self.outbox.cancel, key, "superseded by a later update")
+        await self._deliver(
+            plan_alert_update(classified, posted.channel, posted.ts, view, cause, self.clock())
+        )
+
+    async def _redraw_waiting(
+        self, response_id: str, classified: ClassifiedResponse, view: CaseView | None
+    ) -> bool:
+        """Redraw the response's alert where it waits in the outbox; False when it has been
+        sent meanwhile. One that is on its way is redrawn here too: its attempt finds the
+        newer content when it marks it sent, and draws it over the message it posted."""
         for key in await asyncio.to_thread(
             self.outbox.keys_about, DeliveryKind.ALERT.value, response_id
         ):
             waiting_alert = await asyncio.to_thread(self.outbox.payload_of, key)
-            if waiting_alert is None or waiting_alert[0] != PENDING:
+            if waiting_alert is None:
                 continue
-            payload = waiting_alert[1]
-            redrawn = alert_message(classified, payload["channel"], view)
-            if "fallback_channel" in payload:
-                redrawn["fallback_channel"] = payload["fallback_channel"]
-            await asyncio.to_thread(self.outbox.replace_payload, key, redrawn)
+            status, payload = waiting_alert
+            if status == PENDING:
+                redrawn = alert_message(classified, payload["channel"], view)
+                if "fallback_channel" in payload:
+                    redrawn["fallback_channel"] = payload["fallback_channel"]
+                if await asyncio.to_thread(self.outbox.replace_payload, key, redrawn):
+                    continue
+                status = (await asyncio.to_thread(self.outbox.payload_of, key) or ("", {}))[0]
+            if status == SENT:
+                return False
+        return True
 
     def _with_invitation_contact(self, classified: ClassifiedResponse) -> ClassifiedResponse:
         """A response recorded from an invitation's link carries no address (links hold ids,

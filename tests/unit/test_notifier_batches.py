@@ -89,6 +89,7 @@ def sql_dispatcher(
     joined: bool = True,
     attempts_at_once: int = 8,
     clock: FakeClock | None = None,
+    cases: SqlCases | None = None,
     **more: Any,
 ) -> Dispatcher:
     registry = CollectorRegistry()
@@ -100,7 +101,7 @@ def sql_dispatcher(
         CONFIG,
         DeliveryMetrics.create(registry),
         clock=clock or FakeClock(datetime.now(UTC)),
-        cases=SqlCases(sessions),
+        cases=cases or SqlCases(sessions),
         reviews=ReviewLedger(
             SqlReviewDecisions(sessions),
             CONFIG,

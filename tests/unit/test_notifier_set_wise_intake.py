@@ -4,6 +4,7 @@ PostgreSQL alike."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,8 +14,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.notifier.adapters import DeliveryRow, Enqueued, SqlOutbox
-from services.notifier.case_store import AlertRow, CaseRow, SqlCases, Version
+from services.notifier.adapters import SENT, DeliveryRow, Enqueued, SqlOutbox
+from services.notifier.case_store import AlertRow, CaseRow, PostedAlert, SqlCases, Version
 from services.notifier.cases import Case
 from services.notifier.dispatch import ONCE_PER_RESPONSE, _distinct_stretches
 from services.notifier.domain import Channel, Delivery, DeliveryKind
@@ -268,3 +269,50 @@ def test_a_batch_with_versions_of_one_response_alerts_once_and_redraws_it(
     assert "Slow and rude." in str(about_r0[-1].payload)
     stored = SqlCases(sessions).alert("r0")
     assert stored is not None and stored.classified["event_id"] == str(newer.event_id)
+
+
+class LateLook(SqlCases):
+    """Answers the first look at a response's alert only once that alert has been sent:
+    the redraw of a newer version then looks while the alert is on its way, and finds it
+    sent by the time it comes to redraw it."""
+
+    def __init__(self, sessions: sessionmaker[Session], response_id: str) -> None:
+        super().__init__(sessions)
+        self.outbox = SqlOutbox(sessions)
+        self.response_id = response_id
+        self.held = False
+
+    def alert(self, response_id: str) -> PostedAlert | None:
+        seen = super().alert(response_id)
+        if response_id == self.response_id and not self.held:
+            self.held = True
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not self._sent():
+                time.sleep(0.01)
+        return seen
+
+    def _sent(self) -> bool:
+        keys = self.outbox.keys_about(DeliveryKind.ALERT.value, self.response_id)
+        return bool(keys) and (self.outbox.payload_of(keys[0]) or ("", {}))[0] == SENT
+
+
+def test_a_newer_version_is_drawn_over_an_alert_sent_while_it_was_being_redrawn(
+    sessions: Any,
+) -> None:
+    """The redraw looked (not posted yet), then the alert was sent with the older version
+    (its attempt marked it sent before the redraw replaced its content), then the redraw
+    found it no longer waiting: it used to stop there, and Slack kept the older version."""
+    first = a_classified_response(2, response_id="r0", customer_id="c0", comment="Slow.")
+    newer = a_classified_response(2, response_id="r0", customer_id="c0", comment="Slow and rude.")
+    slack = InstantSlack()
+    cases = LateLook(sessions, "r0")
+    dispatcher = sql_dispatcher(
+        sessions, SqlOutbox(sessions), slack, clock=FakeClock(NOW), cases=cases
+    )
+
+    run(taken_in(dispatcher, [first, newer]))
+
+    assert cases.held
+    [post, update] = slack.sent
+    assert "ts" not in post.payload and "Slow and rude." not in str(post.payload)
+    assert "ts" in update.payload and "Slow and rude." in str(update.payload)
