@@ -241,7 +241,7 @@ class Settings(BaseSettings):
         "one summary (up to 25 a message) instead of one by one.",
     )
     notifier_lanes: int = Field(
-        8,
+        16,
         ge=1,
         description="Deliveries the notifier attempts at once, and alerts it redraws at once "
         "for case steps (each response's in order): its work is mostly waiting on Slack, "

@@ -246,7 +246,7 @@ class Dispatcher:
         bursts: BurstPolicy | None = None,
         reviews: ReviewLedger | None = None,
         together: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
-        attempts_at_once: int = 8,
+        attempts_at_once: int = 16,
     ) -> None:
         # The hot path's writes (a batch's intake, case steps, each attempt's claim and
         # outcome) run on one thread and share commits, rather than each taking its turn on
