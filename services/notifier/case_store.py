@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -69,6 +70,10 @@ _CASES = cast(Table, CaseRow.__table__)
 _ALERTS = cast(Table, AlertRow.__table__)
 _CASE = select(_CASES).where(_CASES.c.case_id == bindparam("case_id"))
 _CASE_FOR_UPDATE = _CASE.with_for_update()
+_STEPS = cast(Table, CaseStepRow.__table__)
+# Opened and escalated: history only, applied where they happened (the notifier, on open
+# and on escalation); the case steps topic brings them back to be recorded.
+HISTORY_ONLY = frozenset({CaseAction.OPENED, CaseAction.ESCALATED})
 _STEP = select(CaseStepRow.__table__.c.event_id).where(
     CaseStepRow.__table__.c.event_id == bindparam("event_id")
 )
@@ -88,6 +93,12 @@ _KEPT_EVENT_IDS = select(_ALERTS.c.response_id, _ALERTS.c.classified["event_id"]
     _ALERTS.c.response_id.in_(bindparam("response_ids", expanding=True))
 )
 _CASES_AMONG = select(_CASES).where(_CASES.c.case_id.in_(bindparam("case_ids", expanding=True)))
+_CASES_FOR_UPDATE_AMONG = (
+    select(_CASES)
+    .where(_CASES.c.case_id.in_(bindparam("case_ids", expanding=True)))
+    .order_by(_CASES.c.case_id)
+    .with_for_update()
+)
 _OPENED_AMONG = select(CaseStepRow.__table__.c.case_id).where(
     CaseStepRow.__table__.c.case_id.in_(bindparam("case_ids", expanding=True)),
     CaseStepRow.__table__.c.action == CaseAction.OPENED.value,
@@ -272,6 +283,70 @@ def _alert_row(response_id: str, classified: dict[str, Any], now: datetime) -> d
     }
 
 
+def _apply(session: Session, event: CaseEvent, now: datetime) -> StepResult:
+    # FOR UPDATE: two workers applying two clicks on one case take turns.
+    row = session.execute(_CASE_FOR_UPDATE, {"case_id": event.case_id}).first()
+    if row is None:
+        raise UnknownCase(
+            f"case {event.case_id} (response {event.response_id}) does not exist here"
+        )
+    before = _case(row)
+    if session.execute(_STEP, {"event_id": str(event.event_id)}).first() is not None:
+        return StepResult(StepOutcome.DUPLICATE, before, before)
+    after, outcome, reason = before, StepOutcome.APPLIED, None
+    if event.action not in HISTORY_ONLY:
+        try:
+            after = before.apply(event.action, event.actor, event.occurred_at)
+        except CaseError as exc:
+            outcome, reason = StepOutcome.REFUSED, str(exc)
+    inserted = insert_ignore(session, _STEPS, _step_row(event, outcome, reason), keys=["event_id"])
+    if not inserted:
+        return StepResult(StepOutcome.DUPLICATE, before, before)
+    if after is not before:
+        _write(session, after, now)
+    return StepResult(outcome, before, after, reason)
+
+
+def _record_history(session: Session, events: Sequence[CaseEvent]) -> list[StepResult]:
+    """``_apply`` of each of a run of history-only events: their cases read (and locked, in
+    the order of their ids) with one statement, their steps written with another; of two
+    with one event id, the first is applied and the second a duplicate, as in turn."""
+    case_ids = sorted({event.case_id for event in events})
+    cases = {
+        row.case_id: _case(row)
+        for row in session.execute(_CASES_FOR_UPDATE_AMONG, {"case_ids": case_ids})
+    }
+    for event in events:
+        if event.case_id not in cases:
+            raise UnknownCase(
+                f"case {event.case_id} (response {event.response_id}) does not exist here"
+            )
+    rows: dict[str, dict[str, Any]] = {}
+    for event in events:
+        rows.setdefault(str(event.event_id), _step_row(event, StepOutcome.APPLIED, None))
+    inserted = inserted_keys(session, _STEPS, [rows[key] for key in sorted(rows)], ["event_id"])
+    results = []
+    for event in events:
+        before = cases[event.case_id]
+        key = (str(event.event_id),)
+        outcome = StepOutcome.APPLIED if key in inserted else StepOutcome.DUPLICATE
+        inserted.discard(key)
+        results.append(StepResult(outcome, before, before))
+    return results
+
+
+def _step_row(event: CaseEvent, outcome: StepOutcome, reason: str | None) -> dict[str, Any]:
+    return {
+        "event_id": str(event.event_id),
+        "case_id": event.case_id,
+        "action": event.action.value,
+        "actor": event.actor,
+        "at": event.occurred_at,
+        "outcome": outcome.value,
+        "note": (reason or event.note or None),
+    }
+
+
 class SqlCases:
     """The notifier's cases; the unique response id keeps it to one case per response."""
 
@@ -377,40 +452,22 @@ class SqlCases:
         the case does not exist. Opened and escalated are history only: they were applied
         where they happened."""
         with self._sessions.begin() as session:
-            # FOR UPDATE: two workers applying two clicks on one case take turns.
-            row = session.execute(_CASE_FOR_UPDATE, {"case_id": event.case_id}).first()
-            if row is None:
-                raise UnknownCase(
-                    f"case {event.case_id} (response {event.response_id}) does not exist here"
-                )
-            before = _case(row)
-            if session.execute(_STEP, {"event_id": str(event.event_id)}).first() is not None:
-                return StepResult(StepOutcome.DUPLICATE, before, before)
-            after, outcome, reason = before, StepOutcome.APPLIED, None
-            if event.action not in (CaseAction.OPENED, CaseAction.ESCALATED):
-                try:
-                    after = before.apply(event.action, event.actor, event.occurred_at)
-                except CaseError as exc:
-                    outcome, reason = StepOutcome.REFUSED, str(exc)
-            inserted = insert_ignore(
-                session,
-                CaseStepRow.__table__,
-                {
-                    "event_id": str(event.event_id),
-                    "case_id": event.case_id,
-                    "action": event.action.value,
-                    "actor": event.actor,
-                    "at": event.occurred_at,
-                    "outcome": outcome.value,
-                    "note": (reason or event.note or None),
-                },
-                keys=["event_id"],
-            )
-            if not inserted:
-                return StepResult(StepOutcome.DUPLICATE, before, before)
-            if after is not before:
-                _write(session, after, now)
-            return StepResult(outcome, before, after, reason)
+            return _apply(session, event, now)
+
+    def apply_steps(self, events: Sequence[CaseEvent], now: datetime) -> list[StepResult]:
+        """``apply_step`` of each event in turn, in one transaction. Every alert's case comes
+        back opened: a run of history-only events (opened, escalated), which change no case,
+        is written with two statements for the run rather than three an event."""
+        results: list[StepResult] = []
+        with self._sessions.begin() as session:
+            for history_only, run in itertools.groupby(
+                events, key=lambda event: event.action in HISTORY_ONLY
+            ):
+                if history_only:
+                    results.extend(_record_history(session, list(run)))
+                else:
+                    results.extend(_apply(session, event, now) for event in run)
+        return results
 
     def steps(self, case_id: str) -> list[CaseStep]:
         """The case's history, oldest first."""

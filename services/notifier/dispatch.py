@@ -432,7 +432,8 @@ class Dispatcher:
         (claiming a resolved case) is refused and counted."""
         if self.cases is None:
             return
-        results = await self.writes.run(functools.partial(self._apply_steps, batch, self.clock()))
+        apply = functools.partial(self.cases.apply_steps, batch, self.clock())
+        results = await self.writes.run(apply)
         redraws: dict[str, list[CaseEvent]] = {}
         for event, result in zip(batch, results, strict=True):
             if self._counted_step(event, result):
@@ -447,10 +448,6 @@ class Dispatcher:
                     await self.refresh_alert(event.response_id, str(event.event_id))
 
         await asyncio.gather(*(redraw(events) for events in redraws.values()))
-
-    def _apply_steps(self, batch: Sequence[CaseEvent], now: datetime) -> list[StepResult]:
-        assert self.cases is not None
-        return [self.cases.apply_step(event, now) for event in batch]
 
     def _counted_step(self, event: CaseEvent, result: StepResult) -> bool:
         """Count a staff step's outcome; True when it was applied (its alert is redrawn)."""

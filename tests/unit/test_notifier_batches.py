@@ -378,6 +378,8 @@ def test_a_batch_of_case_steps_is_applied_in_one_transaction(sessions: Sessions)
         run(dispatcher.handle_case_events(opened))
 
     assert counts["commits"] == 1
+    # History only: the cases read and the steps written, for the batch (3 an event before).
+    assert counts["statements"] == 2
     assert [len(SqlCases(sessions).steps(e.case_id)) for e in opened] == [1] * 20
 
 

@@ -15,7 +15,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.notifier.adapters import SENT, DeliveryRow, Enqueued, SqlOutbox
-from services.notifier.case_store import AlertRow, CaseRow, PostedAlert, SqlCases, Version
+from services.notifier.case_store import (
+    AlertRow,
+    CaseRow,
+    CaseStepRow,
+    PostedAlert,
+    SqlCases,
+    UnknownCase,
+    Version,
+)
 from services.notifier.cases import Case
 from services.notifier.dispatch import ONCE_PER_RESPONSE, _distinct_stretches
 from services.notifier.domain import Channel, Delivery, DeliveryKind
@@ -316,3 +324,70 @@ def test_a_newer_version_is_drawn_over_an_alert_sent_while_it_was_being_redrawn(
     [post, update] = slack.sent
     assert "ts" not in post.payload and "Slow and rude." not in str(post.payload)
     assert "ts" in update.payload and "Slow and rude." in str(update.payload)
+
+
+def a_step(case: Case, action: CaseAction, event_id: uuid.UUID | None = None) -> CaseEvent:
+    return CaseEvent(
+        event_id=event_id or uuid.uuid4(),
+        occurred_at=NOW,
+        case_id=case.case_id,
+        response_id=case.response_id,
+        action=action,
+        actor=None if action in (CaseAction.OPENED, CaseAction.ESCALATED) else "U0KIM",
+    )
+
+
+def test_case_steps_of_a_batch_are_applied_as_one_after_another(
+    two_databases: tuple[sessionmaker[Session], sessionmaker[Session]],
+) -> None:
+    """Opened and escalated events (history only) are written set-wise between the staff
+    steps, which are applied in turn: the outcomes and the history are those of one event
+    after another."""
+    one_by_one, batched = (SqlCases(sessions) for sessions in two_databases)
+    cases = {}
+    for store in (one_by_one, batched):
+        for name in ("r1", "r2", "r3"):
+            version = a_version(name, "e1")
+            store.take_in(version.response_id, version.classified, NOW, version.opening)
+            cases[name] = version.opening[0]  # type: ignore[index]
+    recorded = a_step(cases["r3"], CaseAction.OPENED)
+    for store in (one_by_one, batched):
+        store.apply_step(recorded, NOW)
+    again = uuid.uuid4()
+    batch = [
+        a_step(cases["r1"], CaseAction.OPENED, again),
+        a_step(cases["r2"], CaseAction.OPENED),
+        recorded,  # there already: a duplicate
+        a_step(cases["r1"], CaseAction.OPENED, again),  # twice in the batch: a duplicate
+        a_step(cases["r1"], CaseAction.CLAIMED),
+        a_step(cases["r1"], CaseAction.ESCALATED),
+        a_step(cases["r2"], CaseAction.RESOLVED),
+        a_step(cases["r1"], CaseAction.CLAIMED),  # claimed already: refused
+        a_step(cases["r2"], CaseAction.ESCALATED),
+    ]
+
+    expected = [one_by_one.apply_step(event, NOW) for event in batch]
+    results = batched.apply_steps(batch, NOW)
+
+    assert results == expected
+    assert [result.outcome.value for result in results] == [
+        "applied",
+        "applied",
+        "duplicate",
+        "duplicate",
+        "applied",
+        "applied",
+        "applied",
+        "refused",
+        "applied",
+    ]
+    table, key = CaseStepRow.__table__, CaseStepRow.event_id
+    assert rows_of(batched._sessions, table, key) == rows_of(one_by_one._sessions, table, key)
+    table, key = CaseRow.__table__, CaseRow.case_id
+    assert rows_of(batched._sessions, table, key) == rows_of(one_by_one._sessions, table, key)
+
+
+def test_a_history_event_about_a_case_never_opened_here_is_refused(sessions: Any) -> None:
+    stranger = an_opening("r-stranger", "c-x")[0]
+    with pytest.raises(UnknownCase, match="does not exist here"):
+        SqlCases(sessions).apply_steps([a_step(stranger, CaseAction.OPENED)], NOW)
