@@ -347,11 +347,16 @@ def _insert_ignore_statement(dialect: str, table: Any, keys: tuple[str, ...]) ->
 
 @functools.cache
 def _upsert_statement(
-    dialect: str, table: Any, keys: tuple[str, ...], columns: tuple[str, ...]
+    dialect: str,
+    table: Any,
+    keys: tuple[str, ...],
+    columns: tuple[str, ...],
+    only_if: Callable[[Any], Any] | None = None,
 ) -> Any:
     statement = _insert_of(dialect)(table)
     changes = {name: statement.excluded[name] for name in columns}
-    return statement.on_conflict_do_update(index_elements=list(keys), set_=changes)
+    where = None if only_if is None else only_if(statement.excluded)
+    return statement.on_conflict_do_update(index_elements=list(keys), set_=changes, where=where)
 
 
 # The writes of many rows are one statement executed with many rows of values (SQLAlchemy's
@@ -372,12 +377,8 @@ def _upsert_returning(
     columns: tuple[str, ...],
     only_if: Callable[[Any], Any] | None,
 ) -> Any:
-    statement = _insert_of(dialect)(table)
-    changes = {name: statement.excluded[name] for name in columns}
-    where = None if only_if is None else only_if(statement.excluded)
-    return statement.on_conflict_do_update(
-        index_elements=list(keys), set_=changes, where=where
-    ).returning(*(table.c[k] for k in keys))
+    statement = _upsert_statement(dialect, table, keys, columns, only_if)
+    return statement.returning(*(table.c[k] for k in keys))
 
 
 @functools.cache
