@@ -80,14 +80,6 @@ _STEP = select(CaseStepRow.__table__.c.event_id).where(
 _KEPT_VERSION = select(_ALERTS.c.classified).where(
     _ALERTS.c.response_id == bindparam("response_id")
 )
-_OPENED_STEP = (
-    select(CaseStepRow.__table__.c.event_id)
-    .where(
-        CaseStepRow.__table__.c.case_id == bindparam("case_id"),
-        CaseStepRow.__table__.c.action == CaseAction.OPENED.value,
-    )
-    .limit(1)
-)
 # A batch's intake (take_in_many): what is known of all its responses, a statement each.
 _KEPT_EVENT_IDS = select(_ALERTS.c.response_id, _ALERTS.c.classified["event_id"].as_string()).where(
     _ALERTS.c.response_id.in_(bindparam("response_ids", expanding=True))
@@ -117,6 +109,10 @@ _ALERT_POSTED = (
 
 class UnknownCase(LookupError):
     """A case event about a case this notifier never opened: a dead letter, not a guess."""
+
+    @classmethod
+    def of(cls, event: CaseEvent) -> UnknownCase:
+        return cls(f"case {event.case_id} (response {event.response_id}) does not exist here")
 
 
 class StepOutcome(StrEnum):
@@ -255,11 +251,6 @@ def _case_row(case: Case, segment: dict[str, Any], now: datetime) -> dict[str, A
     }
 
 
-def _announced(session: Session, case_id: str) -> bool:
-    """Whether the case's opened event came back on the cases topic (its history has it)."""
-    return session.execute(_OPENED_STEP, {"case_id": case_id}).first() is not None
-
-
 def _stored_case(session: Session, case_id: str) -> Case | None:
     row = session.execute(_CASE, {"case_id": case_id}).first()
     return None if row is None else _case(row)
@@ -287,9 +278,7 @@ def _apply(session: Session, event: CaseEvent, now: datetime) -> StepResult:
     # FOR UPDATE: two workers applying two clicks on one case take turns.
     row = session.execute(_CASE_FOR_UPDATE, {"case_id": event.case_id}).first()
     if row is None:
-        raise UnknownCase(
-            f"case {event.case_id} (response {event.response_id}) does not exist here"
-        )
+        raise UnknownCase.of(event)
     before = _case(row)
     if session.execute(_STEP, {"event_id": str(event.event_id)}).first() is not None:
         return StepResult(StepOutcome.DUPLICATE, before, before)
@@ -318,9 +307,7 @@ def _record_history(session: Session, events: Sequence[CaseEvent]) -> list[StepR
     }
     for event in events:
         if event.case_id not in cases:
-            raise UnknownCase(
-                f"case {event.case_id} (response {event.response_id}) does not exist here"
-            )
+            raise UnknownCase.of(event)
     rows: dict[str, dict[str, Any]] = {}
     for event in events:
         rows.setdefault(str(event.event_id), _step_row(event, StepOutcome.APPLIED, None))
@@ -367,18 +354,8 @@ class SqlCases:
     ) -> Intake:
         """A response's version in one transaction: remembered for its alert
         (``remember_alert``), its case opened when ``opening`` asks (``open``, with its
-        segment), and the case read back."""
-        with self._sessions.begin() as session:
-            new_version = _remember_alert(session, response_id, classified, now)
-            to_announce = None
-            if opening is not None:
-                case, segment = opening
-                if _open(session, case, segment, now):
-                    to_announce = case
-                elif not _announced(session, case.case_id):
-                    # Opened before: announced then too, unless the worker died in between.
-                    to_announce = _stored_case(session, case.case_id)
-            return Intake(new_version, _stored_case(session, case_id_for(response_id)), to_announce)
+        segment), and the case read back: ``take_in_many`` of one."""
+        return self.take_in_many([Version(response_id, classified, opening)], now)[0]
 
     def take_in_many(self, versions: Sequence[Version], now: datetime) -> list[Intake]:
         """``take_in`` of each version, in one transaction and a few statements for them all
