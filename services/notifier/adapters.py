@@ -409,23 +409,16 @@ class SqlOutbox:
         first_of_kind: bool = False,
         claim: bool = True,
     ) -> Intake:
+        once = (delivery.kind,) if first_of_kind else ()
+        # Due, and claimed by the caller's first attempt later (not here): held for that
+        # attempt until the lease ends (then the retry timer takes it), so the timer does not
+        # race it.
+        hold = None if claim else lease_until
         with self._sessions.begin() as session:
-            if first_of_kind and _keys_about(session, delivery.kind.value, delivery.subject_id):
-                return Intake(Enqueued.EARLIER)
-            if (
-                delivery.channel == Channel.EMAIL
-                and delivery.customer_id is not None
-                and _suppressed(session, delivery.customer_id)
-            ):
-                return Intake(Enqueued.SUPPRESSED)
+            [outcome] = _enqueue(session, [delivery], now, hold, once)
             due = delivery.send_at is None or delivery.send_at <= now
-            # Due, and claimed by the caller's first attempt: held for that attempt until
-            # the lease ends (then the retry timer takes it), so the timer does not race it.
-            held_until = lease_until if due and not claim else None
-            if not _add(session, delivery, now, held_until):
-                return Intake(Enqueued.DUPLICATE)
-            if not claim or not due:
-                return Intake(Enqueued.ADDED)
+            if outcome != Enqueued.ADDED or not claim or not due:
+                return Intake(outcome)
             claimed = _claim_paced(
                 session, delivery.idempotency_key, now, lease_until, pacing, first=True
             )
@@ -438,53 +431,8 @@ class SqlOutbox:
         lease_until: datetime,
         once_per_subject: Collection[DeliveryKind] = (),
     ) -> list[Enqueued]:
-        once = {kind.value for kind in once_per_subject}
         with self._sessions.begin() as session:
-            subjects = sorted({d.subject_id for d in deliveries if d.kind.value in once})
-            known: set[tuple[str, str]] = set()
-            if subjects:
-                about = {"subjects": subjects, "kinds": sorted(once)}
-                known = {(kind, subject) for kind, subject in session.execute(_KINDS_ABOUT, about)}
-            customers = sorted(
-                {d.customer_id for d in deliveries if d.channel == Channel.EMAIL and d.customer_id}
-            )
-            suppressed: set[str] = set()
-            if customers:
-                among = {"customer_ids": customers}
-                suppressed = set(session.execute(_SUPPRESSED_AMONG, among).scalars())
-            # What each would have found, one after another: an earlier one of its kind about
-            # its subject (there already, or added before it here), its customer's emails
-            # stopped, or its key taken before it here. The rest are inserted; those whose
-            # key the database had already are duplicates.
-            outcomes: list[Enqueued | None] = []
-            rows: dict[str, dict[str, Any]] = {}
-            for delivery in deliveries:
-                about_it = (delivery.kind.value, delivery.subject_id)
-                if delivery.kind.value in once and about_it in known:
-                    outcomes.append(Enqueued.EARLIER)
-                elif delivery.channel == Channel.EMAIL and delivery.customer_id in suppressed:
-                    outcomes.append(Enqueued.SUPPRESSED)
-                elif delivery.idempotency_key in rows:
-                    outcomes.append(Enqueued.DUPLICATE)
-                else:
-                    due = delivery.send_at is None or delivery.send_at <= now
-                    # Held for its first attempt until the lease ends, as enqueue's.
-                    held_until = lease_until if due else None
-                    rows[delivery.idempotency_key] = _row_of(delivery, now, held_until)
-                    known.add(about_it)
-                    outcomes.append(None)
-            # In the order of their keys: two workers' intakes lock rows in the same order.
-            added = inserted_keys(
-                session, _DELIVERIES, [rows[key] for key in sorted(rows)], ["idempotency_key"]
-            )
-            return [
-                outcome
-                if outcome is not None
-                else Enqueued.ADDED
-                if (delivery.idempotency_key,) in added
-                else Enqueued.DUPLICATE
-                for delivery, outcome in zip(deliveries, outcomes, strict=True)
-            ]
+            return _enqueue(session, deliveries, now, lease_until, once_per_subject)
 
     def claim_waiting(
         self,
@@ -648,6 +596,64 @@ class SqlOutbox:
 
 def _turn_key(recipient: str) -> str:
     return f"{CHANNEL_TURN}:{Channel.SLACK.value}:{recipient}"
+
+
+def _enqueue(
+    session: Session,
+    deliveries: Sequence[Delivery],
+    now: datetime,
+    hold_until: datetime | None,
+    once_per_subject: Collection[DeliveryKind],
+) -> list[Enqueued]:
+    """Each delivery added, in turn, unless it is a kind sent once about its subject and one
+    is there already, its customer stopped emails, or its key is taken; with a few
+    statements for them all. One due now is held until ``hold_until`` (when given) for the
+    caller's first attempt."""
+    once = {kind.value for kind in once_per_subject}
+    subjects = sorted({d.subject_id for d in deliveries if d.kind.value in once})
+    known: set[tuple[str, str]] = set()
+    if subjects:
+        about = {"subjects": subjects, "kinds": sorted(once)}
+        known = {(kind, subject) for kind, subject in session.execute(_KINDS_ABOUT, about)}
+    customers = sorted(
+        {d.customer_id for d in deliveries if d.channel == Channel.EMAIL and d.customer_id}
+    )
+    suppressed: set[str] = set()
+    if customers:
+        among = {"customer_ids": customers}
+        suppressed = set(session.execute(_SUPPRESSED_AMONG, among).scalars())
+    # What each would have found, one after another: an earlier one of its kind about its
+    # subject (there already, or added before it here), its customer's emails stopped, or
+    # its key taken before it here. The rest are inserted; those whose key the database
+    # had already are duplicates.
+    outcomes: list[Enqueued | None] = []
+    rows: dict[str, dict[str, Any]] = {}
+    for delivery in deliveries:
+        about_it = (delivery.kind.value, delivery.subject_id)
+        if delivery.kind.value in once and about_it in known:
+            outcomes.append(Enqueued.EARLIER)
+        elif delivery.channel == Channel.EMAIL and delivery.customer_id in suppressed:
+            outcomes.append(Enqueued.SUPPRESSED)
+        elif delivery.idempotency_key in rows:
+            outcomes.append(Enqueued.DUPLICATE)
+        else:
+            due = delivery.send_at is None or delivery.send_at <= now
+            held_until = hold_until if due else None
+            rows[delivery.idempotency_key] = _row_of(delivery, now, held_until)
+            known.add(about_it)
+            outcomes.append(None)
+    # In the order of their keys: two workers' intakes lock rows in the same order.
+    added = inserted_keys(
+        session, _DELIVERIES, [rows[key] for key in sorted(rows)], ["idempotency_key"]
+    )
+    return [
+        outcome
+        if outcome is not None
+        else Enqueued.ADDED
+        if (delivery.idempotency_key,) in added
+        else Enqueued.DUPLICATE
+        for delivery, outcome in zip(deliveries, outcomes, strict=True)
+    ]
 
 
 def _add(
