@@ -917,6 +917,34 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+class LevelInEffect(logging.Logger):
+    """A stand-in for one of slack-sdk's loggers whose ``level`` is the level in effect.
+
+    slack-sdk formats each call's debug lines (the request with its payload, the answer)
+    whenever ``logger.level <= DEBUG``, and a logger left at NOTSET has level 0: at any
+    level configured above it, every post formatted lines nobody logs, a tenth of the
+    client's CPU a post (bench/slack_client.py). What is logged goes to the logger it
+    stands for, so that logger's handlers and level still decide.
+    """
+
+    def __init__(self, stands_for: logging.Logger) -> None:
+        super().__init__(stands_for.name)
+        self.parent = stands_for
+
+    @property
+    def level(self) -> int:
+        return self.parent.getEffectiveLevel() if self.parent else logging.WARNING
+
+    @level.setter
+    def level(self, _value: int) -> None:
+        # Logger.__init__ sets it; the level is always the one in effect above.
+        pass
+
+    def isEnabledFor(self, level: int) -> bool:
+        # Not cached: the worker configures its level after this is made.
+        return self.parent.isEnabledFor(level) if self.parent else level >= logging.WARNING
+
+
 class SlackSender:
     """chat.postMessage with the real slack-sdk async client.
 
@@ -939,7 +967,12 @@ class SlackSender:
         self._attempt_lasts = timedelta(seconds=timeout_seconds * ATTEMPT_TIMEOUTS)
         self._timeout = int(max(timeout_seconds, 1))
         # base_url ends in "/": the setting guarantees it (slack-sdk joins method names on).
-        self._slack = AsyncWebClient(token=token, base_url=base_url, timeout=self._timeout)
+        self._slack = AsyncWebClient(
+            token=token,
+            base_url=base_url,
+            timeout=self._timeout,
+            logger=LevelInEffect(logging.getLogger("slack_sdk.web.async_base_client")),
+        )
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self._channel_ids: dict[str, str] = {}
 

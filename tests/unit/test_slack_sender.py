@@ -1,13 +1,16 @@
-"""The Slack sender keeps its connections alive: one HTTP session per worker, not per call."""
+"""The Slack sender keeps its connections alive: one HTTP session per worker, not per call;
+slack-sdk formats its debug lines only when they are logged."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+import pytest
 from aiohttp import web
 
-from services.notifier.adapters import OutboxEntry, SlackSender
+from services.notifier.adapters import LevelInEffect, OutboxEntry, SlackSender
 from services.notifier.domain import Channel
 from tests.fakes import SLACK_TEST_TOKEN, fake_slack
 from tests.unit.builders import run
@@ -82,5 +85,43 @@ def test_a_sender_used_from_a_second_event_loop_posts_there_too() -> None:
         second = run(sender.send(an_alert(2)))
         assert first != second
         assert len(slack.accepted("/api/chat.postMessage")) == 2
+    finally:
+        slack.stop()
+
+
+def test_slack_sdk_is_told_the_level_in_effect(caplog: pytest.LogCaptureFixture) -> None:
+    """slack-sdk formats a call's debug lines (payload and answer) when its logger's level is
+    DEBUG or lower; its own loggers are left at NOTSET, which is 0."""
+    stand_in = LevelInEffect(logging.getLogger("slack_sdk.web.async_base_client"))
+    caplog.set_level(logging.INFO)
+    assert stand_in.level == logging.INFO
+    assert not stand_in.isEnabledFor(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="slack_sdk")
+    assert stand_in.level == logging.DEBUG
+    assert stand_in.isEnabledFor(logging.DEBUG)
+
+
+def test_slack_sdk_debug_lines_are_made_only_when_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def slack_sdk_debug_lines() -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.name.startswith("slack_sdk") and r.levelno == logging.DEBUG
+        ]
+
+    slack = fake_slack()
+    try:
+        sender = SlackSender(SLACK_TEST_TOKEN, slack.url + "/api/", 5)
+        caplog.set_level(logging.INFO)
+        run(sender.send(an_alert(1)))
+        # What slack-sdk asks before it formats them (slack_sdk/web/async_internal_utils.py).
+        assert sender._slack._logger.level > logging.DEBUG
+        assert slack_sdk_debug_lines() == []
+        caplog.set_level(logging.DEBUG, logger="slack_sdk")
+        run(sender.send(an_alert(2)))
+        assert any("Sending a request" in line for line in slack_sdk_debug_lines())
+        assert any("Detractor 2" in line for line in slack_sdk_debug_lines())
     finally:
         slack.stop()
