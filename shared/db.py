@@ -14,9 +14,10 @@ import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from alembic import command
 from alembic.config import Config
@@ -117,6 +118,23 @@ class Sessions(sessionmaker[Session]):
 T = TypeVar("T")
 # What a grouped write ended in: its result, or the exception it raised.
 _Outcome = tuple[bool, Any]
+Item = TypeVar("Item")
+WriteMany = Callable[[list[Any]], Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class _Batched:
+    """One item of a write that takes many (``GroupCommit.run_batched``)."""
+
+    write_many: WriteMany
+    item: Any
+
+    def alone(self) -> Any:
+        [result] = self.write_many([self.item])
+        return result
+
+
+_Write = Callable[[], Any] | _Batched
 
 
 class GroupCommit:
@@ -134,6 +152,13 @@ class GroupCommit:
     fails alone. ``together`` is ``Sessions.together``, which every store's ``begin()``
     joins.
 
+    A write of many (``run_batched``) takes the items of a group asked for with it in one
+    call, at the place of the first: a statement for them all rather than one each. That
+    is as if they had been asked for first, one after another, which they may have been:
+    the writes of a group were asked for at the same time, by callers that each wait for
+    their own (no caller has two writes in one group), so any order of them is one they
+    could have committed in.
+
     The groups run on a thread of their own, not the event loop's shared pool: Sendgrid's
     calls and other blocking work in that pool must not hold up the commits every attempt
     waits for. One thread, so a process's writes never contend for SQLite's one lock.
@@ -144,14 +169,25 @@ class GroupCommit:
     ) -> None:
         self.together = together
         self.limit = limit
-        self._waiting: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self._waiting: list[tuple[_Write, asyncio.Future[Any]]] = []
         self._running: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="group-commit")
 
     async def run(self, write: Callable[[], T]) -> T:
         """``write()``'s result once its group committed; what it raised, if it failed."""
+        result: T = await self._asked(write)
+        return result
+
+    async def run_batched(self, write_many: Callable[[list[Item]], Sequence[T]], item: Item) -> T:
+        """What ``write_many`` gave for ``item`` once its group committed. ``write_many``
+        takes the items of the group asked for with it, in the order asked, and gives a
+        result for each, in that order; a bound method is the same write each time."""
+        result: T = await self._asked(_Batched(write_many, item))
+        return result
+
+    async def _asked(self, write: _Write) -> Any:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
+        future: asyncio.Future[Any] = loop.create_future()
         self._waiting.append((write, future))
         if self._running is None or self._running.done() or self._running.get_loop() is not loop:
             self._running = loop.create_task(self._run_groups())
@@ -177,19 +213,41 @@ class GroupCommit:
                 else:
                     future.set_exception(value)
 
-    def _commit(self, writes: list[Callable[[], Any]]) -> list[_Outcome]:
+    def _commit(self, writes: list[_Write]) -> list[_Outcome]:
         try:
             with self.together():
-                return [(True, write()) for write in writes]
+                return self._in_turn(writes)
         except Exception as exc:
             if len(writes) == 1:
                 return [(False, exc)]
         return [self._alone(write) for write in writes]
 
-    def _alone(self, write: Callable[[], Any]) -> _Outcome:
+    @staticmethod
+    def _in_turn(writes: list[_Write]) -> list[_Outcome]:
+        batches: dict[WriteMany, list[int]] = {}
+        for place, write in enumerate(writes):
+            if isinstance(write, _Batched):
+                batches.setdefault(write.write_many, []).append(place)
+        results: dict[int, Any] = {}
+        for place, write in enumerate(writes):
+            if not isinstance(write, _Batched):
+                results[place] = write()
+                continue
+            places = batches.pop(write.write_many, None)
+            if places is None:
+                continue  # written with the first of its batch
+            given = list(write.write_many([cast(_Batched, writes[p]).item for p in places]))
+            if len(given) != len(places):
+                raise ValueError(
+                    f"{write.write_many!r} gave {len(given)} results for {len(places)} items"
+                )
+            results.update(zip(places, given, strict=True))
+        return [(True, results[place]) for place in range(len(writes))]
+
+    def _alone(self, write: _Write) -> _Outcome:
         try:
             with self.together():
-                return (True, write())
+                return (True, write.alone() if isinstance(write, _Batched) else write())
         except Exception as exc:
             return (False, exc)
 

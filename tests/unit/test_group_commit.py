@@ -97,3 +97,88 @@ def test_writes_commit_while_the_event_loops_shared_threads_are_all_busy(
     assert run(scenario()) is True
     with sessions() as session:
         assert session.execute(select(func.count()).select_from(AlertRow)).scalar_one() == 1
+
+
+class Remembered:
+    """A write of many: keeps the versions of many responses in one call, and notes each
+    call's items; ``refuses`` an item (failing the whole call) when it is among them."""
+
+    def __init__(self, cases: SqlCases, refuses: str | None = None) -> None:
+        self.cases = cases
+        self.refuses = refuses
+        self.calls: list[list[str]] = []
+
+    def __call__(self, response_ids: list[str]) -> list[bool]:
+        self.calls.append(list(response_ids))
+        kept = [remember(self.cases, response_id)() for response_id in response_ids]
+        if self.refuses in response_ids:
+            raise ValueError(f"refused {self.refuses}")
+        return kept
+
+
+def test_batched_writes_asked_for_together_are_one_call_in_one_commit(
+    sessions: Sessions,
+) -> None:
+    """The items of a write of many that share a group go to it in one call, in the order
+    asked, at the place of the first; each caller has its own result."""
+    group = GroupCommit(sessions.together)
+    cases = SqlCases(sessions)
+    many = Remembered(cases)
+
+    async def scenario() -> list[bool]:
+        # The first runs alone; the rest are asked for while it runs, and go together.
+        first = asyncio.ensure_future(group.run(remember(cases, "r0")))
+        await asyncio.sleep(0)
+        asked = [
+            group.run_batched(many, "r1"),
+            group.run(remember(cases, "p1")),
+            group.run_batched(many, "r2"),
+            group.run_batched(many, "r0"),  # kept before, by the first
+            group.run_batched(many, "r1"),  # kept earlier in its own call
+        ]
+        return [await first, *await asyncio.gather(*asked)]
+
+    with counted(sessions) as counts:
+        results = run(scenario())
+
+    assert results == [True, True, True, True, False, False]
+    assert many.calls == [["r1", "r2", "r0", "r1"]]
+    assert counts["commits"] == 2
+    assert kept(sessions) == {"r0", "r1", "r2", "p1"}
+
+
+def test_a_batched_item_that_fails_fails_alone(sessions: Sessions) -> None:
+    """Its call fails the group, which is then written one write at a time: each item of
+    the call alone, so only the one at fault fails, and a plain write beside it commits."""
+    group = GroupCommit(sessions.together)
+    cases = SqlCases(sessions)
+    many = Remembered(cases, refuses="bad")
+
+    async def scenario() -> list[bool | BaseException]:
+        asked = [
+            group.run_batched(many, "r0"),
+            group.run_batched(many, "bad"),
+            group.run(remember(cases, "p0")),
+            group.run_batched(many, "r2"),
+        ]
+        return await asyncio.gather(*asked, return_exceptions=True)
+
+    first, failed, plain, last = run(scenario())
+
+    assert (first, plain, last) == (True, True, True)
+    assert isinstance(failed, ValueError) and str(failed) == "refused bad"
+    assert many.calls == [["r0", "bad", "r2"], ["r0"], ["bad"], ["r2"]]
+    assert kept(sessions) == {"r0", "r2", "p0"}
+
+
+def test_a_write_of_many_must_give_a_result_for_each_item(sessions: Sessions) -> None:
+    group = GroupCommit(sessions.together)
+
+    def forgets_one(items: list[str]) -> list[str]:
+        return items[1:]
+
+    async def scenario() -> list[str | BaseException]:
+        asked = [group.run_batched(forgets_one, item) for item in ("a", "b")]
+        return await asyncio.gather(*asked, return_exceptions=True)
+
+    assert all(isinstance(result, ValueError) for result in run(scenario()))
