@@ -155,8 +155,12 @@ _MARK_SENT = (
         provider_ref=bindparam("ref"),
         last_error=None,
     )
-    # The content it holds now: a redraw stored while the message was on its way is there.
-    .returning(_DELIVERIES.c.payload)
+)
+# One delivery marked: the content it holds now comes back with it (a redraw stored while
+# the message was on its way is there).
+_MARK_ONE_SENT = _MARK_SENT.returning(_DELIVERIES.c.payload)
+_PAYLOADS = select(_DELIVERIES.c.idempotency_key, _DELIVERIES.c.payload).where(
+    _DELIVERIES.c.idempotency_key.in_(bindparam("keys", expanding=True))
 )
 _PAYLOAD = select(_DELIVERIES.c.status, _DELIVERIES.c.payload).where(_BY_KEY)
 _SUPPRESSED = select(SuppressionRow.__table__.c.customer_id).where(
@@ -245,6 +249,15 @@ class Enqueued(StrEnum):
 
 
 @dataclass(frozen=True)
+class Sent:
+    """A delivery that went out: where the provider has it, and when."""
+
+    key: str
+    provider_ref: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Intake:
     """A delivery written to the outbox, and the claim of its first attempt if it is due."""
 
@@ -261,8 +274,9 @@ class Outbox(Protocol):
     def claim(self, key: str, now: datetime, lease_until: datetime) -> OutboxEntry | None:
         """Take a pending, due delivery for one attempt (None when sent, failed or being tried)."""
 
-    def mark_sent(self, key: str, provider_ref: str, now: datetime) -> dict[str, Any] | None:
-        """Mark a delivery sent; its payload as stored now (None when there is no such key)."""
+    def mark_sent_many(self, sent: Sequence[Sent]) -> list[dict[str, Any] | None]:
+        """Mark deliveries sent, each with its own reference; each one's payload as stored
+        now (None when there is no such key), in order."""
 
     def mark_all_sent(self, keys: Sequence[str], provider_ref: str, now: datetime) -> None:
         """Mark deliveries sent together, in one message (a burst summary)."""
@@ -447,10 +461,21 @@ class SqlOutbox:
             return _claim_waiting(session, kind, recipient, now, lease_until, minimum, limit)
 
     def mark_sent(self, key: str, provider_ref: str, now: datetime) -> dict[str, Any] | None:
+        [payload] = self.mark_sent_many([Sent(key, provider_ref, now)])
+        return payload
+
+    def mark_sent_many(self, sent: Sequence[Sent]) -> list[dict[str, Any] | None]:
+        marks = [{"key": s.key, "at": s.at, "ref": s.provider_ref[:200]} for s in sent]
         with self._sessions.begin() as session:
-            sent = {"key": key, "at": now, "ref": provider_ref[:200]}
-            payload = session.execute(_MARK_SENT, sent).scalar_one_or_none()
-            return None if payload is None else dict(payload)
+            if len(marks) == 1:
+                payload = session.execute(_MARK_ONE_SENT, marks[0]).scalar_one_or_none()
+                return [None if payload is None else dict(payload)]
+            # Many: two statements for them all, the marks executed with many rows, then one
+            # read (an UPDATE's RETURNING is not there for executemany on every driver).
+            session.execute(_MARK_SENT, marks)
+            keys = list({s.key for s in sent})
+            stored = {key: payload for key, payload in session.execute(_PAYLOADS, {"keys": keys})}
+        return [None if (p := stored.get(s.key)) is None else dict(p) for s in sent]
 
     def mark_all_sent(self, keys: Sequence[str], provider_ref: str, now: datetime) -> None:
         with self._sessions.begin() as session:

@@ -164,6 +164,16 @@ class Version:
 
 
 @dataclass(frozen=True)
+class Posted:
+    """Where a response's alert was posted (a Slack channel and message ts), and when."""
+
+    response_id: str
+    channel: str
+    ts: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class PostedAlert:
     response_id: str
     channel: str | None
@@ -505,14 +515,23 @@ class SqlCases:
             return _remember_alert(session, response_id, classified, now)
 
     def alert_posted(self, response_id: str, channel: str, ts: str, now: datetime) -> None:
+        self.alerts_posted([Posted(response_id, channel, ts, now)])
+
+    def alerts_posted(self, posted: Sequence[Posted]) -> None:
+        """Remember where alerts were posted: one statement, executed with many rows."""
         with self._sessions.begin() as session:
-            posted = {
-                "posted_response": response_id,
-                "posted_channel": channel,
-                "posted_ts": ts,
-                "now": now,
-            }
-            session.execute(_ALERT_POSTED, posted)
+            session.execute(
+                _ALERT_POSTED,
+                [
+                    {
+                        "posted_response": p.response_id,
+                        "posted_channel": p.channel,
+                        "posted_ts": p.ts,
+                        "now": p.at,
+                    }
+                    for p in posted
+                ],
+            )
 
     def alert(self, response_id: str) -> PostedAlert | None:
         with self._sessions() as session:

@@ -31,12 +31,20 @@ from services.notifier.adapters import (
     OutboxEntry,
     Pacing,
     Sender,
+    Sent,
     may_have_delivered,
     message_metadata,
 )
 from services.notifier.alerts import CaseView, alert_message, escalation_message
 from services.notifier.bursts import BurstPolicy, can_join_a_summary, summary_of
-from services.notifier.case_store import Intake, SqlCases, StepOutcome, StepResult, Version
+from services.notifier.case_store import (
+    Intake,
+    Posted,
+    SqlCases,
+    StepOutcome,
+    StepResult,
+    Version,
+)
 from services.notifier.cases import Case
 from services.notifier.domain import (
     Channel,
@@ -770,8 +778,8 @@ class Dispatcher:
 
     async def _sent(self, entry: OutboxEntry, provider_ref: str, outcome: str) -> None:
         sent_at = self.clock()
-        redraw = await self.writes.run(
-            functools.partial(self._record_sent, entry, provider_ref, sent_at)
+        redraw = await self.writes.run_batched(
+            self._record_sent, (entry, Sent(entry.idempotency_key, provider_ref, sent_at))
         )
         self.metrics.deliveries.labels(entry.channel.value, entry.kind, outcome).inc()
         if entry.origin_at is not None and outcome == "sent":
@@ -784,17 +792,34 @@ class Dispatcher:
         if self.on_sent is not None and not provider_ref.startswith(SUMMARY_REFERENCE):
             await self.on_sent(entry, provider_ref)
 
-    def _record_sent(self, entry: OutboxEntry, provider_ref: str, sent_at: datetime) -> bool:
-        """Mark a delivery sent and, for an alert, remember where it was posted, so its case
-        steps can redraw it in place; True when its content changed while it was on its way.
-        A write of the group commit: one transaction, on its thread."""
-        current = self.outbox.mark_sent(entry.idempotency_key, provider_ref, sent_at)
+    def _record_sent(self, sent: list[tuple[OutboxEntry, Sent]]) -> list[bool]:
+        """Mark deliveries sent and, for alerts, remember where each was posted, so its case
+        steps can redraw it in place; for each, True when its content changed while it was
+        on its way. A write of the group commit, for all the deliveries of its group: a few
+        statements for them all, on its thread."""
+        currents = self.outbox.mark_sent_many([mark for _, mark in sent])
+        posted: list[Posted] = []
+        changed: list[bool] = []
+        for (entry, mark), current in zip(sent, currents, strict=True):
+            where = self._posted_at(entry, mark.provider_ref)
+            if where is None:
+                changed.append(False)
+                continue
+            posted.append(Posted(entry.subject_id, *where, mark.at))
+            changed.append(current is not None and current != entry.payload)
+        if posted and self.cases is not None:
+            self.cases.alerts_posted(posted)
+        return changed
+
+    def _posted_at(self, entry: OutboxEntry, provider_ref: str) -> tuple[str, str] | None:
+        """The Slack channel and ts of an alert's own message, to redraw it by; None for
+        any other delivery, and without a case store."""
         if (
             self.cases is None
             or entry.kind != DeliveryKind.ALERT.value
             or entry.channel != Channel.SLACK
         ):
-            return False
+            return None
         channel, _, ts = provider_ref.partition(":")
         if (
             not channel
@@ -803,9 +828,8 @@ class Dispatcher:
             or provider_ref.startswith(SUMMARY_REFERENCE)
         ):
             # A line in a burst summary has no message of its own to redraw.
-            return False
-        self.cases.alert_posted(entry.subject_id, channel, ts, sent_at)
-        return current is not None and current != entry.payload
+            return None
+        return channel, ts
 
     async def _burst_of(self, waiting: Sequence[OutboxEntry], now: datetime) -> list[OutboxEntry]:
         """Of the alerts the claim took along (when with this one they reached the burst

@@ -29,6 +29,7 @@ from services.notifier.adapters import (
     OutboxEntry,
     Pacing,
     Sender,
+    Sent,
     SqlOutbox,
     may_have_delivered,
 )
@@ -410,6 +411,9 @@ class FakeOutbox:
     def mark_all_sent(self, keys: Sequence[str], provider_ref: str, now: datetime) -> None:
         for key in keys:
             self.mark_sent(key, provider_ref, now)
+
+    def mark_sent_many(self, sent: Sequence[Sent]) -> list[dict[str, Any] | None]:
+        return [self.mark_sent(s.key, s.provider_ref, s.at) for s in sent]
 
     def mark_sent(self, key: str, provider_ref: str, now: datetime) -> dict[str, Any] | None:
         row = self.rows.get(key)

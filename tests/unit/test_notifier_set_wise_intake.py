@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.notifier.adapters import SENT, DeliveryRow, Enqueued, SqlOutbox
+from services.notifier.adapters import SENT, DeliveryRow, Enqueued, Sent, SqlOutbox
 from services.notifier.case_store import (
     AlertRow,
     CaseRow,
@@ -143,6 +143,42 @@ def test_a_duplicate_of_a_delivery_there_already_is_told_apart_from_one_added(
         Enqueued.DUPLICATE,
         Enqueued.ADDED,
     ]
+
+
+def test_deliveries_marked_sent_together_are_as_marked_one_after_another(
+    two_databases: tuple[sessionmaker[Session], sessionmaker[Session]],
+) -> None:
+    """Each mark gives the content its delivery holds now (a redraw stored while it was on
+    its way, or None for a key not there); a key marked twice ends as its last mark."""
+    one_by_one, batched = (SqlOutbox(sessions) for sessions in two_databases)
+    deliveries = [a_delivery(DeliveryKind.ALERT, f"r{n}") for n in range(3)]
+    redrawn = {"text": "r1, its comment added while it was on its way"}
+    for outbox in (one_by_one, batched):
+        for delivery in deliveries:
+            outbox.add(delivery, NOW)
+        outbox.replace_payload(deliveries[1].idempotency_key, redrawn)
+    key = [delivery.idempotency_key for delivery in deliveries]
+    marks = [
+        Sent(key[0], "C1:1.1", NOW),
+        Sent(key[1], "C1:1.2", NOW + timedelta(seconds=1)),
+        Sent("alert:never-there", "C1:1.3", NOW),
+        Sent(key[2], "C1:1.4", NOW),
+        Sent(key[0], "C1:1.5", NOW + timedelta(seconds=2)),
+    ]
+
+    expected = [one_by_one.mark_sent(m.key, m.provider_ref, m.at) for m in marks]
+    assert batched.mark_sent_many(marks) == expected
+    assert expected == [
+        deliveries[0].payload,
+        redrawn,
+        None,
+        deliveries[2].payload,
+        deliveries[0].payload,
+    ]
+    table, row_key = DeliveryRow.__table__, DeliveryRow.idempotency_key
+    assert rows_of(two_databases[1], table, row_key) == rows_of(two_databases[0], table, row_key)
+    with two_databases[1]() as session:
+        assert set(session.execute(select(DeliveryRow.status)).scalars()) == {SENT}
 
 
 def an_opening(response_id: str, customer_id: str) -> tuple[Case, dict[str, Any]]:
