@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -224,24 +224,25 @@ class GroupCommit:
 
     @staticmethod
     def _in_turn(writes: list[_Write]) -> list[_Outcome]:
-        batches: dict[WriteMany, list[int]] = {}
+        # Each write of many: the places of its items in the group, and the items.
+        batches: dict[WriteMany, tuple[list[int], list[Any]]] = {}
         for place, write in enumerate(writes):
             if isinstance(write, _Batched):
-                batches.setdefault(write.write_many, []).append(place)
+                places, items = batches.setdefault(write.write_many, ([], []))
+                places.append(place)
+                items.append(write.item)
         results: dict[int, Any] = {}
         for place, write in enumerate(writes):
             if not isinstance(write, _Batched):
                 results[place] = write()
-                continue
-            places = batches.pop(write.write_many, None)
-            if places is None:
-                continue  # written with the first of its batch
-            given = list(write.write_many([cast(_Batched, writes[p]).item for p in places]))
-            if len(given) != len(places):
-                raise ValueError(
-                    f"{write.write_many!r} gave {len(given)} results for {len(places)} items"
-                )
-            results.update(zip(places, given, strict=True))
+            elif write.write_many in batches:  # not yet written with the first of its items
+                places, items = batches.pop(write.write_many)
+                given = list(write.write_many(items))
+                if len(given) != len(places):
+                    raise ValueError(
+                        f"{write.write_many!r} gave {len(given)} results for {len(places)} items"
+                    )
+                results.update(zip(places, given, strict=True))
         return [(True, results[place]) for place in range(len(writes))]
 
     def _alone(self, write: _Write) -> _Outcome:
