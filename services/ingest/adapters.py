@@ -105,32 +105,35 @@ class Relay:
             confirmation.result()
 
     async def publish_once(self) -> int:
+        """One round: claim a batch, send it, mark it published; two transactions, the
+        backlog counted in the first (events accepted during the round count next time)."""
         now = datetime.now(UTC)
-        entries = await asyncio.to_thread(
+        claimed = await asyncio.to_thread(
             self.store.claim_unpublished,
             now,
             now + timedelta(seconds=self.send_timeout * 3),
             self.batch_size,
         )
+        entries = claimed.entries
+        self._set_backlog(claimed.backlog)
         if not entries:
-            self.backlog = await asyncio.to_thread(self.store.backlog)
-            self.backlog_gauge.set(self.backlog)
             return 0
         try:
             await self._send(entries)
         except BaseException:
             await asyncio.to_thread(self.store.release, [entry.id for entry in entries])
-            self.backlog = await asyncio.to_thread(self.store.backlog)
-            self.backlog_gauge.set(self.backlog)
             raise
         await asyncio.to_thread(
             self.store.mark_published, [entry.id for entry in entries], datetime.now(UTC)
         )
         for entry in entries:
             self.published.labels(entry.topic).inc()
-        self.backlog = await asyncio.to_thread(self.store.backlog)
-        self.backlog_gauge.set(self.backlog)
+        self._set_backlog(claimed.backlog - len(entries))
         return len(entries)
+
+    def _set_backlog(self, backlog: int) -> None:
+        self.backlog = backlog
+        self.backlog_gauge.set(backlog)
 
 
 def _outcome_ignored(confirmation: asyncio.Future[Any]) -> None:

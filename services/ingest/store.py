@@ -22,6 +22,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    bindparam,
     delete,
     func,
     select,
@@ -30,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from services.ingest import planning
-from shared.db import Base, UtcDateTime, insert_ignore
+from shared.db import Base, UtcDateTime, insert_ignore, upsert_many
 from shared.events import (
     Contact,
     ContactPreference,
@@ -138,6 +139,14 @@ class JournalEntry:
 
 
 @dataclass(frozen=True)
+class Claimed:
+    """The entries leased to one relay, and how many were unpublished, these included."""
+
+    entries: list[JournalEntry]
+    backlog: int
+
+
+@dataclass(frozen=True)
 class DecisionRecord:
     decided_at: datetime
     invitation_id: str
@@ -213,34 +222,21 @@ class IngestStore:
 
     def backlog(self) -> int:
         with self._sessions() as session:
-            count = session.execute(
-                select(func.count())
-                .select_from(JournalRow)
-                .where(JournalRow.published_at.is_(None))
-            ).scalar_one()
-            return int(count)
+            return _unpublished(session)
 
-    def claim_unpublished(
-        self, now: datetime, lease_until: datetime, limit: int
-    ) -> list[JournalEntry]:
-        """The oldest unpublished entries, leased to this relay for one attempt."""
+    def claim_unpublished(self, now: datetime, lease_until: datetime, limit: int) -> Claimed:
+        """The oldest unpublished entries, leased to this relay for one attempt, and the
+        backlog, counted in the same transaction."""
         with self._sessions.begin() as session:
-            rows = session.execute(
-                select(JournalRow.id, JournalRow.topic, JournalRow.key, JournalRow.value)
-                .where(
-                    JournalRow.published_at.is_(None),
-                    (JournalRow.lease_until.is_(None)) | (JournalRow.lease_until < now),
+            rows = session.execute(_CLAIMABLE, {"now": now, "limit": limit}).all()
+            if rows:
+                session.execute(
+                    _LEASE, [{"entry_id": row.id, "until": lease_until} for row in rows]
                 )
-                .order_by(JournalRow.id)
-                .limit(limit)
-            ).all()
-            if not rows:
-                return []
-            ids = [row.id for row in rows]
-            session.execute(
-                update(JournalRow).where(JournalRow.id.in_(ids)).values(lease_until=lease_until)
+            return Claimed(
+                [JournalEntry(row.id, row.topic, row.key, row.value) for row in rows],
+                _unpublished(session),
             )
-            return [JournalEntry(row.id, row.topic, row.key, row.value) for row in rows]
 
     def journaled(
         self, topic: str, since: datetime, until: datetime | None = None, batch: int = 1000
@@ -267,17 +263,11 @@ class IngestStore:
 
     def mark_published(self, ids: list[int], now: datetime) -> None:
         with self._sessions.begin() as session:
-            session.execute(
-                update(JournalRow)
-                .where(JournalRow.id.in_(ids))
-                .values(published_at=now, lease_until=None)
-            )
+            session.execute(_PUBLISHED, [{"entry_id": id_, "now": now} for id_ in ids])
 
     def release(self, ids: list[int]) -> None:
         with self._sessions.begin() as session:
-            session.execute(
-                update(JournalRow).where(JournalRow.id.in_(ids)).values(lease_until=None)
-            )
+            session.execute(_RELEASE, [{"entry_id": id_} for id_ in ids])
 
     # --- planning ----------------------------------------------------------------------
 
@@ -460,21 +450,20 @@ class IngestStore:
         if not latest:
             return
         with self._sessions.begin() as session:
-            known = {
-                row.customer_id: row
-                for row in session.execute(
-                    select(CustomerRow).where(CustomerRow.customer_id.in_(latest))
-                ).scalars()
-            }
-            for customer_id, responded_at in latest.items():
-                customer = known.get(customer_id)
-                if customer is None:
-                    customer = CustomerRow(customer_id=customer_id, updated_at=now)
-                    session.add(customer)
-                last = customer.last_responded_at
-                if last is None or responded_at > last:
-                    customer.last_responded_at = responded_at.astimezone(UTC)
-                    customer.updated_at = now
+            upsert_many(
+                session,
+                CustomerRow.__table__,
+                [
+                    {
+                        "customer_id": customer_id,
+                        "last_responded_at": latest[customer_id].astimezone(UTC),
+                        "updated_at": now,
+                    }
+                    for customer_id in sorted(latest)
+                ],
+                ["customer_id"],
+                only_if=_answered_later,
+            )
 
     def apply_preference(self, preference: ContactPreference, now: datetime) -> list[Invitation]:
         """Unsubscribe, resubscribe or erase; returns the scheduled invitations it cancelled."""
@@ -563,6 +552,36 @@ _UNPUBLISHED = (
 
 def _unpublished(session: Session) -> int:
     return int(session.execute(_UNPUBLISHED).scalar_one())
+
+
+def _answered_later(proposed: Any) -> Any:
+    """A customer's answer replaces the one remembered only when it is later."""
+    last = CustomerRow.__table__.c.last_responded_at
+    return last.is_(None) | (proposed.last_responded_at > last)
+
+
+# The relay's statements, built once: it runs them for every few events accepted.
+_JOURNAL = JournalRow.__table__
+_CLAIMABLE = (
+    select(_JOURNAL.c.id, _JOURNAL.c.topic, _JOURNAL.c.key, _JOURNAL.c.value)
+    .where(
+        _JOURNAL.c.published_at.is_(None),
+        _JOURNAL.c.lease_until.is_(None) | (_JOURNAL.c.lease_until < bindparam("now")),
+    )
+    .order_by(_JOURNAL.c.id)
+    .limit(bindparam("limit"))
+)
+_LEASE = (
+    update(_JOURNAL)
+    .where(_JOURNAL.c.id == bindparam("entry_id"))
+    .values(lease_until=bindparam("until"))
+)
+_PUBLISHED = (
+    update(_JOURNAL)
+    .where(_JOURNAL.c.id == bindparam("entry_id"))
+    .values(published_at=bindparam("now"), lease_until=None)
+)
+_RELEASE = update(_JOURNAL).where(_JOURNAL.c.id == bindparam("entry_id")).values(lease_until=None)
 
 
 # The order's context, frozen into the invitation when it is decided.

@@ -98,7 +98,7 @@ def decisions(store: IngestStore, customer_id: str = "cust-1") -> list[tuple[str
 
 
 def journaled_invitations(store: IngestStore) -> list[Invitation]:
-    entries = store.claim_unpublished(NOON, NOON + timedelta(seconds=30), limit=1000)
+    entries = store.claim_unpublished(NOON, NOON + timedelta(seconds=30), limit=1000).entries
     store.release([entry.id for entry in entries])
     return [
         decode(Invitation, entry.value)
@@ -160,7 +160,7 @@ def test_unpublished_entries_are_claimed_oldest_first(store: IngestStore) -> Non
     for purchase in orders:
         store.accept([inbound(purchase)], None, NOON)
 
-    first_two = store.claim_unpublished(NOON, NOON + timedelta(seconds=30), limit=2)
+    first_two = store.claim_unpublished(NOON, NOON + timedelta(seconds=30), limit=2).entries
 
     assert [decode(Purchase, entry.value).order_id for entry in first_two] == ["ord-0", "ord-1"]
     assert first_two[0].id < first_two[1].id
@@ -172,31 +172,45 @@ def test_a_claimed_entry_is_not_claimed_again_while_its_lease_lasts(store: Inges
     store.accept([inbound(a_purchase())], None, NOON)
     store.claim_unpublished(NOON, NOON + timedelta(seconds=30), limit=10)
     during = NOON + timedelta(seconds=10)
-    assert store.claim_unpublished(during, during + timedelta(seconds=30), limit=10) == []
+    assert store.claim_unpublished(during, during + timedelta(seconds=30), limit=10).entries == []
 
 
 def test_a_claimed_entry_comes_back_when_its_lease_runs_out(store: IngestStore) -> None:
     store.accept([inbound(a_purchase())], None, NOON)
-    claimed = store.claim_unpublished(NOON, NOON + timedelta(seconds=30), limit=10)
+    claimed = store.claim_unpublished(NOON, NOON + timedelta(seconds=30), limit=10).entries
     later = NOON + timedelta(seconds=31)
-    assert store.claim_unpublished(later, later + timedelta(seconds=30), limit=10) == claimed
+    again = store.claim_unpublished(later, later + timedelta(seconds=30), limit=10)
+    assert again.entries == claimed
 
 
 def test_a_released_entry_can_be_claimed_at_once(store: IngestStore) -> None:
     store.accept([inbound(a_purchase())], None, NOON)
-    claimed = store.claim_unpublished(NOON, NOON + timedelta(seconds=30), limit=10)
+    claimed = store.claim_unpublished(NOON, NOON + timedelta(seconds=30), limit=10).entries
     store.release([entry.id for entry in claimed])
-    assert store.claim_unpublished(NOON, NOON + timedelta(seconds=30), limit=10) == claimed
+    assert store.claim_unpublished(NOON, NOON + timedelta(seconds=30), limit=10).entries == claimed
+
+
+def test_a_claim_counts_the_backlog_leased_entries_included(store: IngestStore) -> None:
+    store.accept([inbound(a_purchase(f"ord-{n}")) for n in range(3)], None, NOON)
+    first = store.claim_unpublished(NOON, NOON + timedelta(seconds=30), limit=2)
+    store.mark_published([first.entries[0].id], NOON)
+
+    # ord-1 is leased to the first claim and ord-2 is free: both wait for the broker.
+    second = store.claim_unpublished(NOON, NOON + timedelta(seconds=30), limit=10)
+
+    assert (len(first.entries), first.backlog) == (2, 3)
+    assert [decode(Purchase, entry.value).order_id for entry in second.entries] == ["ord-2"]
+    assert second.backlog == 2 == store.backlog()
 
 
 def test_a_published_entry_leaves_the_backlog_for_good(store: IngestStore) -> None:
     store.accept([inbound(a_purchase("ord-1")), inbound(a_purchase("ord-2"))], None, NOON)
-    claimed = store.claim_unpublished(NOON, NOON + timedelta(seconds=30), limit=1)
+    claimed = store.claim_unpublished(NOON, NOON + timedelta(seconds=30), limit=1).entries
     store.mark_published([entry.id for entry in claimed], NOON)
 
     assert store.backlog() == 1
     later = NOON + timedelta(minutes=5)
-    remaining = store.claim_unpublished(later, later + timedelta(seconds=30), limit=10)
+    remaining = store.claim_unpublished(later, later + timedelta(seconds=30), limit=10).entries
     assert [decode(Purchase, entry.value).order_id for entry in remaining] == ["ord-2"]
 
 
@@ -603,8 +617,18 @@ def test_a_batch_of_responses_is_one_transaction(
     with counted(sessions) as counts:
         store.record_responses(batch, NOON)
     assert counts["commits"] == 1
-    # One read of the customers known, one insert of the new, one update of the known.
-    assert counts["statements"] <= 3
+    # One upsert: the new inserted, the known updated where the answer is later.
+    assert counts["statements"] == 1
+
+
+def test_a_response_leaves_the_rest_of_what_is_known_of_the_customer(
+    store: IngestStore,
+) -> None:
+    store.apply_preference(a_preference("unsubscribed"), NOON)
+    store.record_responses([("cust-1", NOON - timedelta(days=200))], NOON)
+    invitation = store.plan(a_purchase(), RULES, NOON)
+    assert invitation is not None
+    assert (invitation.status, invitation.reason) == (InvitationStatus.SUPPRESSED, "unsubscribed")
 
 
 def test_a_sent_invitation_joins_the_history_and_a_later_refund_is_too_late(

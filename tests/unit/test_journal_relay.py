@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.ingest.adapters import Relay
 from services.ingest.store import Inbound, IngestStore
 from shared import topics
+from shared.events import encode
 from tests.unit.builders import a_response, run
 
 
@@ -58,5 +59,50 @@ def test_a_broker_that_does_not_confirm_leaves_the_entries_for_later_and_says_so
     assert reason == "the broker confirmed 0 of 1 entries within 0.2s"
     assert relay.backlog == 1
     assert [
-        entry.key for entry in store.claim_unpublished(datetime.now(UTC), datetime.now(UTC), 10)
+        entry.key
+        for entry in store.claim_unpublished(datetime.now(UTC), datetime.now(UTC), 10).entries
     ] == [response.customer_id]
+
+
+class ConfirmingTopic:
+    """A topic whose broker confirms every message at once."""
+
+    def __init__(self) -> None:
+        self.values: list[bytes] = []
+
+    async def send(self, *, key: bytes, value: bytes) -> asyncio.Future[object]:
+        self.values.append(value)
+        confirmation: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        confirmation.set_result(None)
+        return confirmation
+
+
+def test_each_round_publishes_a_batch_and_leaves_the_rest_as_the_backlog(
+    store: IngestStore,
+) -> None:
+    responses = [a_response(response_id=f"resp-{n}") for n in range(3)]
+    store.accept(
+        [Inbound(topics.RESPONSES, r.customer_id, r.customer_id, r) for r in responses],
+        None,
+        datetime.now(UTC),
+    )
+    topic = ConfirmingTopic()
+    registry = CollectorRegistry()
+    relay = Relay(store, {topics.RESPONSES.name: topic}, registry, batch_size=2)  # type: ignore[dict-item]
+
+    async def rounds() -> list[tuple[int, int, float | None]]:
+        seen = []
+        for _ in range(3):
+            sent = await relay.publish_once()
+            seen.append((sent, relay.backlog, registry.get_sample_value("npsloop_journal_backlog")))
+        return seen
+
+    assert run(rounds()) == [(2, 1, 1.0), (1, 0, 0.0), (0, 0, 0.0)]
+    assert topic.values == [encode(r) for r in responses]
+    assert store.backlog() == 0
+    assert (
+        registry.get_sample_value(
+            "npsloop_journal_published_total", {"topic": topics.RESPONSES.name}
+        )
+        == 3.0
+    )
