@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -22,6 +22,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     bindparam,
     delete,
     func,
@@ -561,7 +562,7 @@ def _answered_later(proposed: Any) -> Any:
 
 
 # The relay's statements, built once: it runs them for every few events accepted.
-_JOURNAL = JournalRow.__table__
+_JOURNAL = cast(Table, JournalRow.__table__)
 _CLAIMABLE = (
     select(_JOURNAL.c.id, _JOURNAL.c.topic, _JOURNAL.c.key, _JOURNAL.c.value)
     .where(
