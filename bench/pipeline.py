@@ -1,7 +1,7 @@
 """Throughput and alert latency of the whole pipeline on the embedded broker (not a test).
 
     PYTHONPATH=. .venv/bin/python bench/pipeline.py [--raw N] [--pipeline N] [--rate R]
-        [--seconds S] [--profile DIR] [--postgres ADMIN_URL]
+        [--seconds S] [--profile DIR] [--threads] [--postgres ADMIN_URL]
 
 One run measures, on one embedded Tansu broker:
 
@@ -27,6 +27,10 @@ PostgreSQL database made there for the run and dropped after, as in production.
 With --profile DIR, py-spy samples each worker through (b) and (c) and writes its
 collapsed stacks to DIR/<service>.txt (one line a stack and its sample count: read it with
 ``sort -t' ' -k2 -n``, or load it into speedscope.app or flamegraph.pl).
+
+With --threads, the CPU seconds each process used in (b) and (c) are split by thread too:
+its main thread (the event loop) and its busiest others (database threads, Faust's
+consumer thread).
 """
 
 from __future__ import annotations
@@ -371,21 +375,46 @@ def alert_latency(
 # --- (d) peak RSS -------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time a process has used so far, all its threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User and system CPU time a process (all its threads) or one thread has used so far."""
+    stat = Path(f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat")
+    fields = stat.read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def threads_cpu_seconds(pid: int) -> dict[int, float]:
+    """cpu_seconds of each thread of a process, by thread id (the main thread's is the pid)."""
+    used = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            used[int(task.name)] = cpu_seconds(pid, int(task.name))
+    return used
+
+
 @contextlib.contextmanager
-def cpu_used(what: str, pids: dict[str, int]) -> Iterator[None]:
-    """Print the CPU seconds each process used while the block ran: who had the cores."""
+def cpu_used(what: str, pids: dict[str, int], threads: bool = False) -> Iterator[None]:
+    """Print the CPU seconds each process used while the block ran: who had the cores.
+
+    With ``threads``, also each process's main thread (its event loop) and its busiest other
+    threads (database threads, Faust's consumer thread, the broker's): where in it they went.
+    """
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    before_threads = {name: threads_cpu_seconds(pid) for name, pid in pids.items()}
     started = time.perf_counter()
     yield
     wall = time.perf_counter() - started
     used = {name: round(cpu_seconds(pid) - before[name], 1) for name, pid in pids.items()}
     print(f"{what}: CPU seconds in {wall:.1f} s of wall time (2 cores: {2 * wall:.1f}): {used}")
+    if not threads:
+        return
+    for name, pid in pids.items():
+        now = threads_cpu_seconds(pid)
+        by_thread = {tid: now[tid] - before_threads[name].get(tid, 0.0) for tid in now}
+        others = sorted((spent for tid, spent in by_thread.items() if tid != pid), reverse=True)
+        print(
+            f"{what} {name}: main thread {by_thread.get(pid, 0.0):.2f} s, other threads "
+            f"{[round(spent, 2) for spent in others if spent >= 0.05]}"
+        )
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -457,6 +486,9 @@ def main() -> None:
     parser.add_argument(
         "--gil", action="store_true", help="with --profile: sample only the thread holding the GIL"
     )
+    parser.add_argument(
+        "--threads", action="store_true", help="print each process's CPU seconds by thread"
+    )
     parser.add_argument("--postgres", help="admin URL of a PostgreSQL server for the workers")
     parser.add_argument(
         "--set",
@@ -487,10 +519,10 @@ def main() -> None:
             pids: dict[str, int] = {n: p.pid for n, p in stack.processes.items()}
             pids.update(broker=broker.pid or 0, bench=os.getpid())
             with profiled(stack, args.profile, args.gil):
-                with cpu_used("(b)", pids):
+                with cpu_used("(b)", pids, args.threads):
                     pipeline_eps = pipeline(stack, slack, args.pipeline, args.timeout)
                 print(f"(b) pipeline_eps {pipeline_eps:.0f}")
-                with cpu_used("(c)", pids):
+                with cpu_used("(c)", pids, args.threads):
                     latencies = alert_latency(stack, slack, args.rate, args.seconds, args.timeout)
             rss = {name: peak_rss_mb(process.pid) for name, process in stack.processes.items()}
         print(f"(d) peak RSS (VmHWM) per worker, MB: {rss}")
