@@ -22,7 +22,8 @@ The last line printed is one JSON object with these figures.
 
 The workers keep their read models in SQLite files, as in the tests; with --postgres
 ADMIN_URL (e.g. postgresql+psycopg2://postgres@127.0.0.1:5432/postgres) all four share a fresh
-PostgreSQL database made there for the run and dropped after, as in production.
+PostgreSQL database made there for the run and dropped after, as in production. The CPU
+seconds printed then count the PostgreSQL server's processes too.
 
 With --profile DIR, py-spy samples each worker through (b) and (c) and writes its
 collapsed stacks to DIR/<service>.txt (one line a stack and its sample count: read it with
@@ -391,19 +392,48 @@ def threads_cpu_seconds(pid: int) -> dict[int, float]:
     return used
 
 
+def postgres_pids() -> list[int]:
+    """The PostgreSQL server's processes on this machine: the postmaster and its backends."""
+    pids = []
+    for process in Path("/proc").iterdir():
+        if process.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (process / "comm").read_text().strip() == "postgres":
+                    pids.append(int(process.name))
+    return pids
+
+
+def group_cpu_seconds(pids: list[int]) -> dict[int, float]:
+    used = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):  # a backend that ended meanwhile
+            used[pid] = cpu_seconds(pid)
+    return used
+
+
 @contextlib.contextmanager
-def cpu_used(what: str, pids: dict[str, int], threads: bool = False) -> Iterator[None]:
+def cpu_used(
+    what: str, pids: dict[str, int], threads: bool = False, postgres: bool = False
+) -> Iterator[None]:
     """Print the CPU seconds each process used while the block ran: who had the cores.
 
     With ``threads``, also each process's main thread (its event loop) and its busiest other
     threads (database threads, Faust's consumer thread, the broker's): where in it they went.
+    With ``postgres``, the PostgreSQL server's too (all its processes on this machine).
     """
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     before_threads = {name: threads_cpu_seconds(pid) for name, pid in pids.items()}
+    server_before = group_cpu_seconds(postgres_pids()) if postgres else {}
     started = time.perf_counter()
     yield
     wall = time.perf_counter() - started
     used = {name: round(cpu_seconds(pid) - before[name], 1) for name, pid in pids.items()}
+    if postgres:
+        # A backend started meanwhile used all its CPU in the block; one that ended is lost.
+        server_after = group_cpu_seconds(postgres_pids())
+        used["postgres"] = round(
+            sum(spent - server_before.get(pid, 0.0) for pid, spent in server_after.items()), 1
+        )
     print(f"{what}: CPU seconds in {wall:.1f} s of wall time (2 cores: {2 * wall:.1f}): {used}")
     if not threads:
         return
@@ -519,10 +549,10 @@ def main() -> None:
             pids: dict[str, int] = {n: p.pid for n, p in stack.processes.items()}
             pids.update(broker=broker.pid or 0, bench=os.getpid())
             with profiled(stack, args.profile, args.gil):
-                with cpu_used("(b)", pids, args.threads):
+                with cpu_used("(b)", pids, args.threads, bool(args.postgres)):
                     pipeline_eps = pipeline(stack, slack, args.pipeline, args.timeout)
                 print(f"(b) pipeline_eps {pipeline_eps:.0f}")
-                with cpu_used("(c)", pids, args.threads):
+                with cpu_used("(c)", pids, args.threads, bool(args.postgres)):
                     latencies = alert_latency(stack, slack, args.rate, args.seconds, args.timeout)
             rss = {name: peak_rss_mb(process.pid) for name, process in stack.processes.items()}
         print(f"(d) peak RSS (VmHWM) per worker, MB: {rss}")
