@@ -263,10 +263,14 @@ class IngestStore:
             last = rows[-1].id
 
     def mark_published(self, ids: list[int], now: datetime) -> None:
+        if not ids:  # an executemany needs a row: no statement for none
+            return
         with self._sessions.begin() as session:
             session.execute(_PUBLISHED, [{"entry_id": id_, "now": now} for id_ in ids])
 
     def release(self, ids: list[int]) -> None:
+        if not ids:
+            return
         with self._sessions.begin() as session:
             session.execute(_RELEASE, [{"entry_id": id_} for id_ in ids])
 
@@ -543,14 +547,6 @@ class IngestStore:
             return None if row is None else dict(row.context)
 
 
-# Counted on every POST: built once (see shared.db on why).
-_UNPUBLISHED = (
-    select(func.count())
-    .select_from(JournalRow.__table__)
-    .where(JournalRow.__table__.c.published_at.is_(None))
-)
-
-
 def _unpublished(session: Session) -> int:
     return int(session.execute(_UNPUBLISHED).scalar_one())
 
@@ -561,8 +557,10 @@ def _answered_later(proposed: Any) -> Any:
     return last.is_(None) | (proposed.last_responded_at > last)
 
 
-# The relay's statements, built once: it runs them for every few events accepted.
+# The journal's statements, built once (see shared.db on why): the count runs on every POST,
+# the relay's for every few events accepted.
 _JOURNAL = cast(Table, JournalRow.__table__)
+_UNPUBLISHED = select(func.count()).select_from(_JOURNAL).where(_JOURNAL.c.published_at.is_(None))
 _CLAIMABLE = (
     select(_JOURNAL.c.id, _JOURNAL.c.topic, _JOURNAL.c.key, _JOURNAL.c.value)
     .where(

@@ -203,6 +203,13 @@ def test_a_claim_counts_the_backlog_leased_entries_included(store: IngestStore) 
     assert second.backlog == 2 == store.backlog()
 
 
+def test_publishing_or_releasing_no_entries_changes_nothing(store: IngestStore) -> None:
+    store.accept([inbound(a_purchase())], None, NOON)
+    store.mark_published([], NOON)
+    store.release([])
+    assert store.backlog() == 1
+
+
 def test_a_published_entry_leaves_the_backlog_for_good(store: IngestStore) -> None:
     store.accept([inbound(a_purchase("ord-1")), inbound(a_purchase("ord-2"))], None, NOON)
     claimed = store.claim_unpublished(NOON, NOON + timedelta(seconds=30), limit=1).entries
