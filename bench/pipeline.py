@@ -422,7 +422,7 @@ def cpu_used(
     With ``postgres``, the PostgreSQL server's too (all its processes on this machine).
     """
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    before_threads = {name: threads_cpu_seconds(pid) for name, pid in pids.items()}
+    before_threads = {name: threads_cpu_seconds(pid) for name, pid in pids.items() if threads}
     server_before = group_cpu_seconds(postgres_pids()) if postgres else {}
     started = time.perf_counter()
     yield
