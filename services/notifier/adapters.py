@@ -10,7 +10,7 @@ import re
 import threading
 import urllib.error
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -45,7 +45,8 @@ NOT_FOUND = "not where an earlier attempt would have posted it; waiting for the 
 # it short then, so a message it posted has a ts within that much of its start.
 ATTEMPT_TIMEOUTS = 5
 # A Slack channel's turn is a row of the outbox too, so that every worker sees it (and no
-# migration was needed): next_attempt_at is when the turn ends, attempts counts the turns.
+# migration was needed): next_attempt_at is when the turn ends, attempts counts the takes (a
+# transaction that takes a turn ending at once for several posts counts one).
 TURN, CHANNEL_TURN = "turn", "channel_turn"
 
 
@@ -114,11 +115,16 @@ _TAKE_TURN = (
         attempts=_DELIVERIES.c.attempts + 1,
     )
 )
-# A delivery's first attempt: nothing came before it, and nothing holds it (a claim counts
-# an attempt until the attempt ends or gives it back), so it needs no look and no wait.
-_CLAIM_FIRST = (
+# Deliveries' first attempts: nothing came before them, and nothing holds them (a claim
+# counts an attempt until the attempt ends or gives it back), so they need no look and no
+# wait, and any number are claimed in one statement.
+_CLAIM_FIRSTS = (
     update(_DELIVERIES)
-    .where(_BY_KEY, _DELIVERIES.c.status == PENDING, _DELIVERIES.c.attempts == 0)
+    .where(
+        _DELIVERIES.c.idempotency_key.in_(bindparam("keys", expanding=True)),
+        _DELIVERIES.c.status == PENDING,
+        _DELIVERIES.c.attempts == 0,
+    )
     .values(
         next_attempt_at=bindparam("lease_until"),
         attempts=1,
@@ -126,6 +132,16 @@ _CLAIM_FIRST = (
         attempted_at=bindparam("began"),
     )
     .returning(*_DELIVERIES.c)
+)
+# A claim given back: executed with many rows, for the claims a transaction found busy.
+_RELEASE = (
+    update(_DELIVERIES)
+    .where(_BY_KEY, _DELIVERIES.c.status == PENDING)
+    .values(
+        next_attempt_at=bindparam("next_attempt_at"),
+        attempts=_DELIVERIES.c.attempts - 1,
+        last_error=bindparam("previous_error"),
+    )
 )
 _BEGAN = update(_DELIVERIES).where(_BY_KEY).values(attempted_at=bindparam("now"))
 _TURN_ENDS = select(_DELIVERIES.c.next_attempt_at).where(_BY_KEY)
@@ -216,6 +232,17 @@ class Pacing:
     turn_until: datetime
     burst_minimum: int
     burst_limit: int
+
+
+@dataclass(frozen=True)
+class ClaimAsk:
+    """What one attempt asks of ``claim_paced_many``: ``claim_paced``'s arguments."""
+
+    key: str
+    now: datetime
+    lease_until: datetime
+    pacing: Pacing
+    first: bool = False
 
 
 @dataclass(frozen=True)
@@ -327,6 +354,10 @@ class Outbox(Protocol):
         a delivery ``enqueue`` held for its caller, claimed unless another attempt came
         first (whenever it is due)."""
 
+    def claim_paced_many(self, asks: Sequence[ClaimAsk]) -> list[Claim | Busy | None]:
+        """``claim_paced`` for each ask, in one transaction, as if one after another; a
+        result for each, in order."""
+
     def enqueue(
         self,
         delivery: Delivery,
@@ -406,13 +437,53 @@ class SqlOutbox:
         self, entry: OutboxEntry, now: datetime, lease_until: datetime, pacing: Pacing
     ) -> tuple[OutboxEntry, ...] | Busy:
         with self._sessions.begin() as session:
-            return _pace(session, entry, now, lease_until, pacing)
+            turns = _Turns()
+            paced = _pace(session, entry, now, lease_until, pacing, turns)
+            turns.release_busy(session)
+            return paced
 
     def claim_paced(
         self, key: str, now: datetime, lease_until: datetime, pacing: Pacing, first: bool = False
     ) -> Claim | Busy | None:
+        [claimed] = self.claim_paced_many([ClaimAsk(key, now, lease_until, pacing, first)])
+        return claimed
+
+    def claim_paced_many(self, asks: Sequence[ClaimAsk]) -> list[Claim | Busy | None]:
+        """The first attempts among the asks claimed in one statement, and each channel's
+        turn taken, or found busy, once for all of them that it answers (``_Turns``): a
+        handful of statements for a group commit's claims rather than two or more each.
+        Once each was the round trips that bounded the notifier on PostgreSQL.
+
+        A delivery's first attempt is asked for once (its retries any number of times): a
+        second ask would find it claimed, even when the first was given back meanwhile.
+        tests/unit/test_claims_together.py checks the claims against asking one by one."""
+        # A first attempt is claimed ahead with the others unless a retry of its delivery
+        # was asked for before it (then it is claimed in its place, after the retry). Ahead
+        # of the asks before it changes nothing: its delivery is held for it, not due, so no
+        # retry or burst look could take it, unless the hold has ended (the attempt came
+        # late); then it is this attempt's rather than a look's, once either way.
+        retried: set[str] = set()
+        ahead: set[int] = set()
+        for place, ask in enumerate(asks):
+            if not ask.first:
+                retried.add(ask.key)
+            elif ask.key not in retried:
+                ahead.add(place)
         with self._sessions.begin() as session:
-            return _claim_paced(session, key, now, lease_until, pacing, first)
+            turns = _Turns()
+            claimed = _claim_firsts(session, [asks[place] for place in sorted(ahead)])
+            results: list[Claim | Busy | None] = []
+            for place, ask in enumerate(asks):
+                if not ask.first:
+                    entry = _claim(session, ask.key, ask.now, ask.lease_until)
+                elif place in ahead:
+                    # Popped: of two asks for one first attempt, only the first claims it.
+                    entry = claimed.pop(ask.key, None)
+                else:
+                    entry = _claim_firsts(session, [ask]).get(ask.key)
+                results.append(None if entry is None else _paced(session, entry, ask, turns))
+            turns.release_busy(session)
+            return results
 
     def enqueue(
         self,
@@ -433,10 +504,14 @@ class SqlOutbox:
             due = delivery.send_at is None or delivery.send_at <= now
             if outcome != Enqueued.ADDED or not claim or not due:
                 return Intake(outcome)
-            claimed = _claim_paced(
-                session, delivery.idempotency_key, now, lease_until, pacing, first=True
-            )
-            return Intake(Enqueued.ADDED, claimed)
+            ask = ClaimAsk(delivery.idempotency_key, now, lease_until, pacing, first=True)
+            entry = _claim_firsts(session, [ask]).get(ask.key)
+            if entry is None:
+                return Intake(Enqueued.ADDED)
+            turns = _Turns()
+            paced = _paced(session, entry, ask, turns)
+            turns.release_busy(session)
+            return Intake(Enqueued.ADDED, paced)
 
     def enqueue_many(
         self,
@@ -715,15 +790,25 @@ def _keys_about(session: Session, kind: str, subject_id: str) -> list[str]:
     return list(session.execute(_KEYS_ABOUT, {"kind": kind, "subject_id": subject_id}).scalars())
 
 
-def _claim(
-    session: Session, key: str, now: datetime, lease_until: datetime, first: bool = False
-) -> OutboxEntry | None:
-    """Claim a pending, due delivery; ``first``: its first attempt, claimed whenever it is
-    due unless an attempt came before it (see _CLAIM_FIRST)."""
-    if first:
-        claimed = {"key": key, "lease_until": lease_until, "began": now}
-        row = session.execute(_CLAIM_FIRST, claimed).first()
-        return None if row is None else _entry(row)
+def _claim_firsts(session: Session, asks: Sequence[ClaimAsk]) -> dict[str, OutboxEntry]:
+    """The first attempts of deliveries, each claimed whenever it is due unless an attempt
+    came before it (see _CLAIM_FIRSTS): the claimed ones, by key.
+
+    One statement, so one lease and one start for all: the earliest asked. None of their
+    attempts has begun before it, and a lease a few milliseconds short only lets the
+    retry timer in that much sooner should the attempt die."""
+    if not asks:
+        return {}
+    claimed = {
+        "keys": [ask.key for ask in asks],
+        "lease_until": min(ask.lease_until for ask in asks),
+        "began": min(ask.now for ask in asks),
+    }
+    return {row.idempotency_key: _entry(row) for row in session.execute(_CLAIM_FIRSTS, claimed)}
+
+
+def _claim(session: Session, key: str, now: datetime, lease_until: datetime) -> OutboxEntry | None:
+    """Claim a pending, due delivery."""
     previous_error, began = None, now
     last = session.execute(_LAST_ATTEMPT, {"key": key}).first()
     if last is not None:
@@ -737,34 +822,82 @@ def _claim(
     return _entry(session.execute(_ROW, {"key": key}).one(), previous_error)
 
 
-def _claim_paced(
-    session: Session,
-    key: str,
-    now: datetime,
-    lease_until: datetime,
-    pacing: Pacing,
-    first: bool = False,
-) -> Claim | Busy | None:
-    entry = _claim(session, key, now, lease_until, first)
-    if entry is None:
-        return None
+@dataclass
+class _Turns:
+    """What one transaction has learnt of Slack channels' turns, so that its later claims
+    need not ask the database again. Each answer is the one asking again would give:
+
+    - a turn it took that ends at once (no interval between posts) is its own until it
+      commits (the row is locked, or on SQLite the database), so taking it again succeeds;
+    - a turn it took with an interval, or found taken, stays busy until its end: only its
+      holder's 429 could move that end, and only later;
+    - a channel whose burst look found too few alerts waiting finds as few again (alerts
+      that became due in the milliseconds between are found by the next look).
+
+    The claims it found busy are given back together, when the transaction's claims are
+    done: none of them is due before the turn ends, so no later claim in it could take one.
+    """
+
+    instant: set[str] = field(default_factory=set)
+    busy: dict[str, datetime] = field(default_factory=dict)
+    no_burst: set[str] = field(default_factory=set)
+    given_back: list[dict[str, Any]] = field(default_factory=list)
+
+    def take(
+        self, session: Session, recipient: str, now: datetime, until: datetime
+    ) -> datetime | None:
+        """``_take_turn``, unless what this transaction knows answers it."""
+        busy_until = self.busy.get(recipient)
+        if busy_until is not None and busy_until > now:
+            return busy_until
+        if recipient in self.instant and until <= now:
+            return None
+        busy_until = _take_turn(session, recipient, now, until)
+        self.instant.discard(recipient)
+        if busy_until is not None:
+            self.busy[recipient] = busy_until
+        elif until > now:
+            self.busy[recipient] = until
+        else:
+            self.instant.add(recipient)
+        return busy_until
+
+    def give_back(self, key: str, busy_until: datetime, previous_error: str | None) -> None:
+        self.given_back.append(
+            {"key": key, "next_attempt_at": busy_until, "previous_error": previous_error}
+        )
+
+    def release_busy(self, session: Session) -> None:
+        if self.given_back:
+            session.execute(_RELEASE, self.given_back)
+            self.given_back = []
+
+
+def _paced(session: Session, entry: OutboxEntry, ask: ClaimAsk, turns: _Turns) -> Claim | Busy:
+    """A claimed delivery's claim, paced when it is a Slack one that no attempt before it
+    may have delivered (one that may have is looked for first, then paced)."""
     if entry.channel != Channel.SLACK or entry.outcome_unknown:
         return Claim(entry)
-    waiting = _pace(session, entry, now, lease_until, pacing)
+    waiting = _pace(session, entry, ask.now, ask.lease_until, ask.pacing, turns)
     return waiting if isinstance(waiting, Busy) else Claim(entry, paced=True, waiting=waiting)
 
 
 def _pace(
-    session: Session, entry: OutboxEntry, now: datetime, lease_until: datetime, pacing: Pacing
+    session: Session,
+    entry: OutboxEntry,
+    now: datetime,
+    lease_until: datetime,
+    pacing: Pacing,
+    turns: _Turns,
 ) -> tuple[OutboxEntry, ...] | Busy:
-    busy_until = _take_turn(session, entry.recipient, now, pacing.turn_until)
+    busy_until = turns.take(session, entry.recipient, now, pacing.turn_until)
     if busy_until is not None:
         # The delivery waits, pending, for the end of the turn that holds the channel. One
         # whose earlier attempt was looked for and not found need not be looked for again:
         # at 20,000 responses, alerts looked, found their channel busy and looked again,
         # until one of the looks failed, and the backlog drained at 1 alert a second.
         previous_error = NOT_FOUND if entry.outcome_unknown else entry.previous_error
-        _release(session, entry.idempotency_key, busy_until, previous_error)
+        turns.give_back(entry.idempotency_key, busy_until, previous_error)
         return Busy(busy_until)
     if entry.outcome_unknown:
         # The look found nothing, and this attempt sends: its own time is what a look
@@ -775,6 +908,7 @@ def _pace(
         or not can_join_a_summary(entry.payload)
         # No burst can form: as many as it takes would be more than a summary holds.
         or pacing.burst_minimum > pacing.burst_limit
+        or entry.recipient in turns.no_burst
     ):
         return ()
     waiting = _claim_waiting(
@@ -786,21 +920,16 @@ def _pace(
         pacing.burst_minimum,
         pacing.burst_limit,
     )
+    if not waiting:
+        turns.no_burst.add(entry.recipient)
     return tuple(waiting)
 
 
 def _release(
     session: Session, key: str, next_attempt_at: datetime, previous_error: str | None
 ) -> None:
-    session.execute(
-        update(DeliveryRow)
-        .where(DeliveryRow.idempotency_key == key, DeliveryRow.status == PENDING)
-        .values(
-            next_attempt_at=next_attempt_at,
-            attempts=DeliveryRow.attempts - 1,
-            last_error=previous_error,
-        )
-    )
+    released = {"key": key, "next_attempt_at": next_attempt_at, "previous_error": previous_error}
+    session.execute(_RELEASE, released)
 
 
 def _take_turn(session: Session, recipient: str, now: datetime, until: datetime) -> datetime | None:

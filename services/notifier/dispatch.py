@@ -25,6 +25,7 @@ from services.notifier.adapters import (
     STILL_UNKNOWN,
     Busy,
     Claim,
+    ClaimAsk,
     DeliveryFailed,
     Enqueued,
     Outbox,
@@ -705,11 +706,9 @@ class Dispatcher:
     async def attempt(self, key: str, again: bool = True, first: bool = False) -> None:
         now = self.clock()
         lease_until = self._lease_until(now)
-        claim = await self.writes.run(
-            functools.partial(
-                self.outbox.claim_paced, key, now, lease_until, self._pacing(now), first
-            )
-        )
+        # With the other claims asked for meanwhile: a few statements for them all.
+        ask = ClaimAsk(key, now, lease_until, self._pacing(now), first)
+        claim = await self.writes.run_batched(self.outbox.claim_paced_many, ask)
         if claim is not None:
             await self._attempt(key, claim, now, lease_until, again)
 

@@ -22,6 +22,7 @@ from services.notifier.adapters import (
     PENDING,
     Busy,
     Claim,
+    ClaimAsk,
     DeliveryFailed,
     Enqueued,
     Intake,
@@ -347,6 +348,12 @@ class FakeOutbox:
             return Claim(entry)
         waiting = self.pace(entry, now, lease_until, pacing)
         return waiting if isinstance(waiting, Busy) else Claim(entry, paced=True, waiting=waiting)
+
+    def claim_paced_many(self, asks: Sequence[ClaimAsk]) -> list[Claim | Busy | None]:
+        return [
+            self.claim_paced(ask.key, ask.now, ask.lease_until, ask.pacing, ask.first)
+            for ask in asks
+        ]
 
     def enqueue(
         self,
