@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql.psycopg2 import EXECUTEMANY_VALUES_PLUS_BATCH
 
 from services.notifier.adapters import (
     CHANNEL_TURN,
@@ -24,10 +25,12 @@ from services.notifier.adapters import (
     ClaimAsk,
     DeliveryRow,
     Pacing,
+    Sent,
     SqlOutbox,
 )
 from services.notifier.domain import Channel, Delivery, DeliveryKind, LoopConfig, plan
 from shared.db import make_engine, migrate, session_factory
+from tests.conftest import two_migrated_databases
 from tests.unit.builders import a_classified_response, counted
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -286,3 +289,38 @@ def test_a_channel_found_busy_is_asked_once_for_all_its_claims(
     assert claims[2:] == [Busy(later(5))] * 5
     # The claim; the busy turn and when it ends; the other channel's turn; the give-back.
     assert counts["statements"] == 5
+
+
+# --- on each database ---------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_outbox(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SqlOutbox]:
+    with two_migrated_databases(request, tmp_path_factory, request.param) as (sessions, _):
+        yield SqlOutbox(sessions)
+
+
+def test_a_groups_claims_and_marks_hold_on_either_database(any_outbox: SqlOutbox) -> None:
+    """Claimed together, then marked sent together: more than a page of the batched marks
+    psycopg2 sends PostgreSQL in one round trip each (``make_engine``), every one kept with
+    its own reference."""
+    any_outbox.take_turn(CHANNELS[0], NOW, NOW)
+    keys = held_alerts(any_outbox, 150)
+    claims = any_outbox.claim_paced_many(first_asks(keys, interval=0))
+    assert [c.entry.idempotency_key for c in claims if isinstance(c, Claim) and c.paced] == keys
+
+    marks = [Sent(key, f"C0STORE:{number}", ASKED_AT) for number, key in enumerate(keys)]
+    payloads = any_outbox.mark_sent_many(marks)
+
+    assert all(payload is not None and payload["channel"] for payload in payloads)
+    assert any_outbox.due(later(3600), 200) == []
+    with any_outbox._sessions() as session:
+        stored = dict(
+            session.execute(select(DeliveryRow.idempotency_key, DeliveryRow.provider_ref)).all()
+        )
+        dialect = session.get_bind().dialect
+    assert [stored[key] for key in keys] == [mark.provider_ref for mark in marks]
+    if dialect.name == "postgresql":
+        assert dialect.executemany_mode == EXECUTEMANY_VALUES_PLUS_BATCH
