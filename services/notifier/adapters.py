@@ -436,11 +436,8 @@ class SqlOutbox:
     def pace(
         self, entry: OutboxEntry, now: datetime, lease_until: datetime, pacing: Pacing
     ) -> tuple[OutboxEntry, ...] | Busy:
-        with self._sessions.begin() as session:
-            turns = _Turns()
-            paced = _pace(session, entry, now, lease_until, pacing, turns)
-            turns.release_busy(session)
-            return paced
+        with self._sessions.begin() as session, _Turns(session) as turns:
+            return _pace(session, entry, now, lease_until, pacing, turns)
 
     def claim_paced(
         self, key: str, now: datetime, lease_until: datetime, pacing: Pacing, first: bool = False
@@ -469,8 +466,7 @@ class SqlOutbox:
                 retried.add(ask.key)
             elif ask.key not in retried:
                 ahead.add(place)
-        with self._sessions.begin() as session:
-            turns = _Turns()
+        with self._sessions.begin() as session, _Turns(session) as turns:
             claimed = _claim_firsts(session, [asks[place] for place in sorted(ahead)])
             results: list[Claim | Busy | None] = []
             for place, ask in enumerate(asks):
@@ -482,7 +478,6 @@ class SqlOutbox:
                 else:
                     entry = _claim_firsts(session, [ask]).get(ask.key)
                 results.append(None if entry is None else _paced(session, entry, ask, turns))
-            turns.release_busy(session)
             return results
 
     def enqueue(
@@ -508,10 +503,8 @@ class SqlOutbox:
             entry = _claim_firsts(session, [ask]).get(ask.key)
             if entry is None:
                 return Intake(Enqueued.ADDED)
-            turns = _Turns()
-            paced = _paced(session, entry, ask, turns)
-            turns.release_busy(session)
-            return Intake(Enqueued.ADDED, paced)
+            with _Turns(session) as turns:
+                return Intake(Enqueued.ADDED, _paced(session, entry, ask, turns))
 
     def enqueue_many(
         self,
@@ -834,25 +827,33 @@ class _Turns:
     - a channel whose burst look found too few alerts waiting finds as few again (alerts
       that became due in the milliseconds between are found by the next look).
 
-    The claims it found busy are given back together, when the transaction's claims are
-    done: none of them is due before the turn ends, so no later claim in it could take one.
+    The claims it found busy are given back together, as the block using it ends (``with
+    _Turns(session) as turns``): none of them is due before the turn ends, so no later claim
+    in the transaction could take one.
     """
 
+    session: Session
     instant: set[str] = field(default_factory=set)
     busy: dict[str, datetime] = field(default_factory=dict)
     no_burst: set[str] = field(default_factory=set)
     given_back: list[dict[str, Any]] = field(default_factory=list)
 
-    def take(
-        self, session: Session, recipient: str, now: datetime, until: datetime
-    ) -> datetime | None:
+    def __enter__(self) -> _Turns:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        # Raised: the transaction is rolled back, the claims with it.
+        if kind is None and self.given_back:
+            self.session.execute(_RELEASE, self.given_back)
+
+    def take(self, recipient: str, now: datetime, until: datetime) -> datetime | None:
         """``_take_turn``, unless what this transaction knows answers it."""
         busy_until = self.busy.get(recipient)
         if busy_until is not None and busy_until > now:
             return busy_until
         if recipient in self.instant and until <= now:
             return None
-        busy_until = _take_turn(session, recipient, now, until)
+        busy_until = _take_turn(self.session, recipient, now, until)
         self.instant.discard(recipient)
         if busy_until is not None:
             self.busy[recipient] = busy_until
@@ -863,14 +864,7 @@ class _Turns:
         return busy_until
 
     def give_back(self, key: str, busy_until: datetime, previous_error: str | None) -> None:
-        self.given_back.append(
-            {"key": key, "next_attempt_at": busy_until, "previous_error": previous_error}
-        )
-
-    def release_busy(self, session: Session) -> None:
-        if self.given_back:
-            session.execute(_RELEASE, self.given_back)
-            self.given_back = []
+        self.given_back.append(_released(key, busy_until, previous_error))
 
 
 def _paced(session: Session, entry: OutboxEntry, ask: ClaimAsk, turns: _Turns) -> Claim | Busy:
@@ -890,7 +884,7 @@ def _pace(
     pacing: Pacing,
     turns: _Turns,
 ) -> tuple[OutboxEntry, ...] | Busy:
-    busy_until = turns.take(session, entry.recipient, now, pacing.turn_until)
+    busy_until = turns.take(entry.recipient, now, pacing.turn_until)
     if busy_until is not None:
         # The delivery waits, pending, for the end of the turn that holds the channel. One
         # whose earlier attempt was looked for and not found need not be looked for again:
@@ -928,8 +922,12 @@ def _pace(
 def _release(
     session: Session, key: str, next_attempt_at: datetime, previous_error: str | None
 ) -> None:
-    released = {"key": key, "next_attempt_at": next_attempt_at, "previous_error": previous_error}
-    session.execute(_RELEASE, released)
+    session.execute(_RELEASE, _released(key, next_attempt_at, previous_error))
+
+
+def _released(key: str, next_attempt_at: datetime, previous_error: str | None) -> dict[str, Any]:
+    """_RELEASE's values for one claim given back."""
+    return {"key": key, "next_attempt_at": next_attempt_at, "previous_error": previous_error}
 
 
 def _take_turn(session: Session, recipient: str, now: datetime, until: datetime) -> datetime | None:
