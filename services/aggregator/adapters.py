@@ -544,11 +544,19 @@ def _write_invitations(session: Session, facts: Sequence[InvitationFact]) -> int
             for fact in facts
         ],
         keys=["invitation_id"],
-        # InvitationLedger's rule: the earliest "sent" wins.
-        only_if=lambda proposed: (
-            tuple_(proposed.sent_at, proposed.customer_id)
-            < tuple_(InvitationRow.sent_at, InvitationRow.customer_id)
-        ),
+        only_if=_sent_earlier,
+    )
+
+
+def _sent_earlier(proposed: Any) -> Any:
+    """InvitationLedger's rule, in SQL: the earliest "sent" wins.
+
+    A function of the module, not a lambda: the upsert's statement is built once for each
+    ``only_if`` (shared.db), so a new lambda at each write built, and kept, a new one each
+    time (the aggregator grew by a statement an invitation).
+    """
+    return tuple_(proposed.sent_at, proposed.customer_id) < tuple_(
+        InvitationRow.sent_at, InvitationRow.customer_id
     )
 
 

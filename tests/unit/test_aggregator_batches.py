@@ -30,6 +30,7 @@ from services.aggregator.loop_health import CaseStep
 from services.aggregator.money import PurchaseFact
 from services.aggregator.responses import InvitationFact, ResponseFact
 from services.aggregator.segments import SegmentPolicy
+from shared import db
 from shared.db import make_engine, migrate, session_factory
 from shared.events import CaseAction, SurveyKind
 from shared.nps import Counts, classify
@@ -200,3 +201,50 @@ def test_batches_of_invitations_purchases_and_case_steps_keep_what_one_at_a_time
     ]
     assert sorted(row[3] for row in kept["aggregator_purchases"]) == [Decimal(7), Decimal("10.5")]
     assert len(kept["aggregator_case_steps"]) == 2
+
+
+def statements_built() -> int:
+    """How many write statements shared.db has built (and keeps) so far."""
+    return sum(
+        cached.cache_info().currsize
+        for cached in (
+            db._insert_ignore_statement,
+            db._upsert_statement,
+            db._insert_ignore_returning,
+            db._upsert_returning,
+            db._add_to_statement,
+        )
+    )
+
+
+def test_writing_more_facts_builds_no_more_statements(tmp_path: Path) -> None:
+    """Every write of the read model reuses the statements it built the first time: a
+    statement built anew at each write is kept for good by the cache and grows the worker
+    (an invitation's condition, once a lambda, did so at every invitation)."""
+    url = f"sqlite:///{tmp_path / 'read-model.sqlite3'}"
+    migrate(url)
+    model = SqlReadModel(session_factory(make_engine(url)), POLICY, ZONE)
+
+    def write(round_: int) -> None:
+        for n in range(3):
+            key = f"{round_}-{n}"
+            at = NOW + timedelta(minutes=n)
+            fact = ResponseFact(
+                f"r-{key}", "c-1", SurveyKind.NPS, 3, classify(3), at, {}, received_at=at
+            )
+            model.record_response(fact)
+            model.record_responses([fact])
+            invitation = InvitationFact(f"i-{key}", "c-1", SurveyKind.NPS, at)
+            model.record_invitation(invitation)
+            model.record_invitations([invitation])
+            purchase = PurchaseFact(f"p-{key}", "c-1", f"o-{key}", Decimal(9), "DKK", at)
+            model.record_purchase(purchase)
+            model.record_purchases([purchase])
+            opened = CaseStep(f"e-{key}", f"k-{key}", f"r-{key}", CaseAction.OPENED, at)
+            model.record_case_step(opened)
+            model.record_case_steps([opened])
+
+    write(0)
+    built = statements_built()
+    write(1)
+    assert statements_built() == built
