@@ -72,11 +72,16 @@ TABLES = (ResponseRow, SegmentBucketRow, SnapshotRow, InvitationRow, PurchaseRow
 
 
 def contents(sessions: sessionmaker[Session]) -> dict[str, Any]:
-    """Every row the facts leave behind (but when a response's was written)."""
+    """Every row the facts leave behind (but when a row was written, and in which of the
+    transactions: its revision)."""
     with sessions() as session:
         return {
             table.__tablename__: sorted(
-                tuple(value for name, value in row._mapping.items() if name != "updated_at")
+                tuple(
+                    value
+                    for name, value in row._mapping.items()
+                    if name not in ("updated_at", "revision")
+                )
                 for row in session.execute(select(table.__table__))
             )
             for table in TABLES
