@@ -24,8 +24,9 @@ def utc_now() -> datetime:
 class Refresher:
     """Loads the facts the windows need, folds them into a report and shows it on the gauges.
 
-    The whole horizon (180 days of responses) is loaded each time: simple and exact, and
-    quick enough for tens of thousands of responses (bench/aggregator_refresh.py).
+    The read model keeps the facts of the horizon (180 days of responses) in memory and
+    reads only the rows written since the last refresh; the report is folded whole each
+    time, 0.4 to 0.5 s for 20,000 responses on a small machine (bench/aggregator_refresh.py).
     """
 
     def __init__(
