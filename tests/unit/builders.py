@@ -10,9 +10,17 @@ from collections.abc import Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import delete, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.aggregator.adapters import (
+    CaseStepRow,
+    InvitationRow,
+    PurchaseRow,
+    ResponseRow,
+    SegmentBucketRow,
+    SnapshotRow,
+)
 from services.classifier.domain import classify_response
 from services.notifier.adapters import OutboxEntry
 from shared.events import (
@@ -147,3 +155,22 @@ def counted(sessions: sessionmaker[Session]) -> Iterator[Counter[str]]:
     finally:
         event.remove(engine, "before_cursor_execute", statement)
         event.remove(engine, "commit", commit)
+
+
+# The aggregator's read model: every table its facts leave rows in.
+READ_MODEL_TABLES = (
+    ResponseRow,
+    SegmentBucketRow,
+    SnapshotRow,
+    InvitationRow,
+    PurchaseRow,
+    CaseStepRow,
+)
+
+
+def emptied(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    """The aggregator's read model with no facts in it, for a test to start afresh."""
+    with sessions.begin() as session:
+        for table in READ_MODEL_TABLES:
+            session.execute(delete(table))
+    return sessions

@@ -14,16 +14,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.aggregator.adapters import (
-    CaseStepRow,
-    InvitationRow,
-    PurchaseRow,
-    ResponseRow,
-    SegmentBucketRow,
-    SnapshotRow,
     SqlReadModel,
 )
 from services.aggregator.loop_health import CaseStep
@@ -35,6 +29,7 @@ from shared.db import make_engine, migrate, session_factory
 from shared.events import CaseAction, SurveyKind
 from shared.nps import Counts, classify
 from tests.conftest import two_migrated_databases
+from tests.unit.builders import READ_MODEL_TABLES, emptied
 
 NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 ZONE = ZoneInfo("Europe/Copenhagen")
@@ -68,9 +63,6 @@ def versions(draw: st.DrawFn) -> ResponseFact:
     )
 
 
-TABLES = (ResponseRow, SegmentBucketRow, SnapshotRow, InvitationRow, PurchaseRow, CaseStepRow)
-
-
 def contents(sessions: sessionmaker[Session]) -> dict[str, Any]:
     """Every row the facts leave behind (but when a row was written, and in which of the
     transactions: its revision)."""
@@ -84,15 +76,8 @@ def contents(sessions: sessionmaker[Session]) -> dict[str, Any]:
                 )
                 for row in session.execute(select(table.__table__))
             )
-            for table in TABLES
+            for table in READ_MODEL_TABLES
         }
-
-
-def emptied(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
-    with sessions.begin() as session:
-        for table in TABLES:
-            session.execute(delete(table))
-    return sessions
 
 
 @pytest.fixture(

@@ -14,19 +14,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, event, select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.aggregator.adapters import (
-    CaseStepRow,
-    InvitationRow,
-    PurchaseRow,
-    ResponseRow,
-    RevisionRow,
-    SegmentBucketRow,
-    SnapshotRow,
-    SqlReadModel,
-)
+from services.aggregator.adapters import RevisionRow, SqlReadModel
 from services.aggregator.loop_health import CaseStep
 from services.aggregator.money import PurchaseFact
 from services.aggregator.responses import InvitationFact, ResponseFact
@@ -34,6 +25,7 @@ from services.aggregator.segments import SegmentPolicy
 from shared.events import CaseAction, SurveyKind
 from shared.nps import classify
 from tests.conftest import two_migrated_databases
+from tests.unit.builders import emptied
 
 START = datetime(2026, 9, 1, 12, 0, tzinfo=UTC)
 ZONE = ZoneInfo("Europe/Copenhagen")
@@ -101,20 +93,6 @@ def database(
 ) -> Iterator[sessionmaker[Session]]:
     with two_migrated_databases(request, tmp_path_factory, request.param) as (sessions, _):
         yield sessions
-
-
-def emptied(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
-    with sessions.begin() as session:
-        for table in (
-            ResponseRow,
-            SegmentBucketRow,
-            SnapshotRow,
-            InvitationRow,
-            PurchaseRow,
-            CaseStepRow,
-        ):
-            session.execute(delete(table))
-    return sessions
 
 
 def read(model: SqlReadModel, since: datetime) -> dict[str, list[Any]]:
