@@ -530,7 +530,7 @@ Fact = TypeVar("Fact")
 # How much further back than its horizon a mirror keeps facts: a query asks from its own
 # ``now``, taken a moment before the mirror's, and rows are let go a day at a time.
 _SLACK = timedelta(days=2)
-DAY = timedelta(days=1)
+_DAY = timedelta(days=1)
 
 
 class _Mirror(Generic[Fact]):
@@ -572,7 +572,11 @@ class _Mirror(Generic[Fact]):
                 if self._seen is None:
                     self._load(session, floor)
                 else:
-                    if floor is not None and self._floor is not None and floor >= self._floor + DAY:
+                    if (
+                        floor is not None
+                        and self._floor is not None
+                        and floor >= self._floor + _DAY
+                    ):
                         self._let_go(floor)
                     self._catch_up(session)
                 if since is not None and self._floor is not None and since < self._floor:
@@ -630,14 +634,16 @@ def _take_revision(session: Session) -> int:
     the transaction ends, so no two such transactions overlap, none can deadlock another,
     and a reader that sees a revision has seen every earlier one.
     """
-    return int(
-        session.execute(
-            update(RevisionRow)
-            .where(RevisionRow.id == 1)
-            .values(revision=RevisionRow.revision + 1)
-            .returning(RevisionRow.revision)
-        ).scalar_one()
-    )
+    return int(session.execute(_NEXT_REVISION).scalar_one())
+
+
+# Built once, as shared.db's writes are: building a statement costs more than running it.
+_NEXT_REVISION = (
+    update(RevisionRow)
+    .where(RevisionRow.id == 1)
+    .values(revision=RevisionRow.revision + 1)
+    .returning(RevisionRow.revision)
+)
 
 
 def _write_invitations(session: Session, facts: Sequence[InvitationFact], revision: int) -> int:
