@@ -45,6 +45,7 @@ from typing import Any
 from bench.pipeline import (
     SlackIds,
     classified_at,
+    counted_and_routed,
     cpu_used,
     produce_responses,
     raw_loop,
@@ -54,7 +55,7 @@ from shared import topics
 from shared.broker import EMBEDDED_BROKER_SETTINGS, EmbeddedBroker
 from shared.ids import derived_id
 from shared.kafka_admin import ensure_topics
-from shared.process import free_port
+from shared.process import die_with_parent, free_port
 from shared.settings import ServiceName
 from tests.fakes import SLACK_TEST_TOKEN, FakeSlack, fake_slack
 from tests.stack import http_get
@@ -160,6 +161,7 @@ def spawn(role: ServiceName, env: dict[str, str], data_dir: Path) -> subprocess.
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
         )
     finally:
         log.close()
@@ -201,18 +203,12 @@ def measure(
     started = asyncio.run(
         produce_responses(bootstrap, topics.RESPONSES.qualified(namespace), events)
     )
-    aggregated_at = routed_at = None
-    deadline = time.time() + 300
-    while time.time() < deadline and not (aggregated_at and routed_at):
-        now = time.time()
-        counted_now = counted(aggregator_port).get("responses", 0) - counted_before
-        if aggregated_at is None and counted_now >= count:
-            aggregated_at = now
-        if routed_at is None and detractors <= at_slack.now().keys():
-            routed_at = max(at_slack.seen.values())
-        time.sleep(0.2)
-    if not (aggregated_at and routed_at):
-        raise RuntimeError("the floor workers did not finish in 300 s")
+    aggregated_at, routed_at = counted_and_routed(
+        lambda: counted(aggregator_port).get("responses", 0) - counted_before >= count,
+        at_slack,
+        detractors,
+        300,
+    )
     classified = counting.result(timeout=300)
     print(
         f"floor: {count} responses ({len(detractors)} detractors); all classified after "

@@ -52,7 +52,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -227,6 +227,28 @@ class SlackIds:
         return self.seen
 
 
+def counted_and_routed(
+    all_counted: Callable[[], bool], at_slack: SlackIds, detractors: set[str], timeout: float
+) -> tuple[float, float]:
+    """When the aggregator had counted every response (polled every 0.2 s) and when the
+    fake Slack had a post naming every detractor (time.time() of each)."""
+    aggregated_at = routed_at = None
+    deadline = time.time() + timeout
+    while time.time() < deadline and not (aggregated_at and routed_at):
+        now = time.time()
+        if aggregated_at is None and all_counted():
+            aggregated_at = now
+        if routed_at is None and detractors <= at_slack.now().keys():
+            routed_at = max(at_slack.seen.values())
+        time.sleep(0.2)
+    if not (aggregated_at and routed_at):
+        raise RuntimeError(
+            f"pipeline not done in {timeout:.0f} s: "
+            f"aggregated={aggregated_at is not None} routed={routed_at is not None}"
+        )
+    return aggregated_at, routed_at
+
+
 def pipeline(stack: Stack, slack: FakeSlack, count: int, timeout: float) -> float:
     run = uuid.uuid4().hex[:6]
     events = [response(f"pl-{run}-{i}", i % 11, i) for i in range(count)]
@@ -244,20 +266,9 @@ def pipeline(stack: Stack, slack: FakeSlack, count: int, timeout: float) -> floa
         produce_responses(stack.bootstrap, stack.topic(topics.RESPONSES.name), events)
     )
     produced = time.time() - started
-    aggregated_at = routed_at = None
-    deadline = time.time() + timeout
-    while time.time() < deadline and not (aggregated_at and routed_at):
-        now = time.time()
-        if aggregated_at is None and nps_count(stack) - counted_before >= count:
-            aggregated_at = now
-        if routed_at is None and detractors <= at_slack.now().keys():
-            routed_at = max(at_slack.seen.values())
-        time.sleep(0.2)
-    if not (aggregated_at and routed_at):
-        raise RuntimeError(
-            f"pipeline not done in {timeout:.0f} s: "
-            f"aggregated={aggregated_at is not None} routed={routed_at is not None}"
-        )
+    aggregated_at, routed_at = counted_and_routed(
+        lambda: nps_count(stack) - counted_before >= count, at_slack, detractors, timeout
+    )
     classified = counting.result(timeout=timeout)
     calls = Counter(r.path for r in slack.received()[calls_before:])
     done = max(aggregated_at, routed_at, classified)
